@@ -1,0 +1,1 @@
+"""Prompt texts (markdown with front matter), shipped as package data."""

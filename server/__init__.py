@@ -1,0 +1,1 @@
+"""The MCP adapter over `skills`: registration, transports, limits."""

@@ -1,0 +1,106 @@
+"""build_server() -> MCPServer: registers the tools, prompts and resources; thin over `skills`."""
+
+from typing import Annotated, Literal, Union
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from skills.arithmetic import OutputSizeResult, conv_output_size
+
+from .errors import domain_errors
+from .texts import register_texts
+
+INSTRUCTIONS = """\
+Convolution arithmetic and CNN planning, computed exactly as PyTorch does it (torch.nn semantics, \
+[C, H, W] or [N, C, H, W] layout, every spatial value reported per axis as [h, w]).
+Call a tool instead of doing conv arithmetic in your head:
+- conv_output_size: the output size of ONE Conv2d, MaxPool2d/AvgPool2d (kind="pool") or \
+ConvTranspose2d (kind="transpose"), with the formula written out.
+- shape_calculator: walk a whole network spec (JSON layers, or the text of print(model)) and get every \
+layer's output shape, params, MACs and receptive field.
+- receptive_field: receptive field, effective stride and effective padding per layer; with \
+output_position, the exact input region one output pixel sees.
+- parameter_count: params and buffers per layer with the formula behind each number.
+- design_architecture: the provably best conv stack for an input shape, a parameter budget and a \
+target receptive field.
+- conv2d / conv2d_backward: run a small convolution (or its gradients) in NumPy on real numbers, \
+with named kernels such as sobel_x.
+Errors name the layer, the field, the rule and the numbers: fix the argument and call again.
+The prompts cnn-architect and conv-shape-calculator (also readable as resources \
+conv://prompts/cnn-architect and conv://skills/conv-shape-calculator) teach the method."""
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+IntOrPair = Union[Annotated[int, Field(ge=1)], Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=2)]]
+NonNegOrPair = Union[Annotated[int, Field(ge=0)], Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]]
+
+
+def structured(model: BaseModel, text: str) -> CallToolResult:
+    """A tool result with the model as structured content and a short readable text beside it."""
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=model.model_dump(mode="json"))
+
+
+def build_server() -> MCPServer:
+    """The MCP server with every tool, prompt and resource registered."""
+    server = MCPServer(
+        name="conv-arithmetic",
+        title="Convolution arithmetic and CNN planning",
+        instructions=INSTRUCTIONS,
+        version=_version(),
+    )
+
+    @server.tool(name="conv_output_size", title="Output size of one conv, pool or transposed conv", annotations=READ_ONLY)
+    @domain_errors
+    def conv_output_size_tool(
+        input_size: Annotated[IntOrPair, Field(description="input spatial size: H (square) or [H, W]")],
+        kernel_size: Annotated[IntOrPair, Field(description="kernel size: K or [kH, kW]")],
+        stride: Annotated[
+            IntOrPair | None, Field(description="stride; default 1, or kernel_size for kind 'pool' (as nn.MaxPool2d)")
+        ] = None,
+        padding: Annotated[
+            Union[NonNegOrPair, Literal["same", "valid"]],
+            Field(description="padding per side: P or [pH, pW]; 'same'/'valid' for kind 'conv' (PyTorch's rule)"),
+        ] = 0,
+        dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,
+        ceil_mode: Annotated[bool, Field(description="pooling only: ceil instead of floor (PyTorch drops a last window starting in the right padding)")] = False,
+        output_padding: Annotated[NonNegOrPair, Field(description="transposed conv only: extra size on the bottom/right, < max(stride, dilation)")] = 0,
+        kind: Annotated[Literal["conv", "pool", "transpose"], Field(description="conv (nn.Conv2d), pool (nn.MaxPool2d/AvgPool2d) or transpose (nn.ConvTranspose2d)")] = "conv",
+    ) -> Annotated[CallToolResult, OutputSizeResult]:
+        """Output [h, w] of one Conv2d, pooling or ConvTranspose2d layer, exactly as PyTorch, with the arithmetic written out."""
+        if kind != "conv" and isinstance(padding, str):
+            raise ToolError(f"padding={padding!r} is only for kind 'conv'; kind {kind!r} takes an int or [h, w]")
+        result = conv_output_size(input_size, kernel_size, stride, padding, dilation, ceil_mode, output_padding, kind)
+        return structured(result, f"output_size = {result.output_size}  ({result.formula})")
+
+    # Each capability registers itself; the order is the tool list's order.
+    for register in _registrars():
+        register(server)
+    register_texts(server)
+    return server
+
+
+def _registrars():
+    """The register(server) functions of the other tool modules that exist in this build."""
+    from importlib import import_module
+
+    found = []
+    for name in ("walk_tools", "designer_tools", "conv_tools"):
+        try:
+            module = import_module(f"server.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"server.{name}":
+                raise
+            continue
+        found.append(module.register)
+    return found
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("conv-arithmetic-mcp")
+    except Exception:  # not installed (running from a checkout)
+        return "0.0.0"

@@ -1,0 +1,284 @@
+"""The one copy of each size formula: convolution, pooling and transposed convolution, per axis, as PyTorch.
+
+Everything else (the walk, the designer, the NumPy engine, the tools) calls these.
+Pure Python on purpose: importing this module must stay cheap (no numpy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence, Union
+
+from pydantic import BaseModel, Field
+
+from .errors import GeometryError
+
+Pair = tuple[int, int]
+PairLike = Union[int, Sequence[int]]
+Padding = Union[int, Sequence[int], str]
+Kind = Literal["conv", "pool", "transpose"]
+AXES = ("H", "W")
+
+
+def pair(value: PairLike, name: str, *, minimum: int | None = None, where: str = "") -> Pair:
+    """Turn an int or a 1- or 2-item sequence into (h, w), checking integers and a lower bound."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool):
+        raise GeometryError(f"{prefix}{name} must be an int or [h, w], got {value!r}")
+    if isinstance(value, int):
+        out = (value, value)
+    elif isinstance(value, (list, tuple)) and len(value) in (1, 2) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        out = (value[0], value[-1])
+    else:
+        raise GeometryError(f"{prefix}{name} must be an int or [h, w] of ints, got {value!r}")
+    if minimum is not None and min(out) < minimum:
+        raise GeometryError(f"{prefix}{name} must be >= {minimum} on every axis, got {list(out)}")
+    return out
+
+
+def effective_kernel(kernel: int, dilation: int) -> int:
+    """Span of a dilated kernel in pixels: dilation*(kernel-1) + 1."""
+    return dilation * (kernel - 1) + 1
+
+
+def same_padding(kernel: int, dilation: int) -> tuple[int, int]:
+    """PyTorch's padding="same" for stride 1: total dilation*(kernel-1), the extra pixel after (bottom/right)."""
+    total = dilation * (kernel - 1)
+    return total // 2, total - total // 2
+
+
+def resolve_conv_padding(
+    padding: Padding, kernel: Pair, stride: Pair, dilation: Pair, *, where: str = ""
+) -> tuple[Pair, Pair]:
+    """Padding before and after per axis, ((top, left), (bottom, right)), for int, [h, w], "same" or "valid"."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise GeometryError(
+                    f"{prefix}padding='same' is not supported for strided convolutions (stride={list(stride)}); "
+                    "PyTorch refuses it too: use an explicit padding such as dilation*(kernel_size-1)//2"
+                )
+            h = same_padding(kernel[0], dilation[0])
+            w = same_padding(kernel[1], dilation[1])
+            return (h[0], w[0]), (h[1], w[1])
+        raise GeometryError(f"{prefix}padding must be an int, [h, w], 'same' or 'valid', got {padding!r}")
+    p = pair(padding, "padding", minimum=0, where=where)
+    return p, p
+
+
+def conv_output_length(
+    size: int, kernel: int, stride: int = 1, pad_before: int = 0, pad_after: int = 0, dilation: int = 1
+) -> int:
+    """Output length of a convolution along one axis: floor((size + pads - dilation*(kernel-1) - 1) / stride) + 1."""
+    span = effective_kernel(kernel, dilation)
+    padded = size + pad_before + pad_after
+    if padded < span:
+        raise GeometryError(
+            f"kernel spans {span} px (kernel_size={kernel}, dilation={dilation}) "
+            f"but the padded input is {padded} px (input {size} + padding {pad_before}+{pad_after})"
+        )
+    return (padded - span) // stride + 1
+
+
+def pool_output_length(
+    size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1, ceil_mode: bool = False
+) -> int:
+    """Output length of max/avg pooling along one axis, with ceil_mode's rule that drops a window starting in the right padding."""
+    if 2 * padding > kernel:
+        raise GeometryError(
+            f"pool padding must be at most half the kernel size (padding <= kernel_size//2 = {kernel // 2}), "
+            f"got padding={padding} with kernel_size={kernel}"
+        )
+    span = effective_kernel(kernel, dilation)
+    numerator = size + 2 * padding - span + (stride - 1 if ceil_mode else 0)
+    out = numerator // stride + 1  # floor division rounds toward -inf, as PyTorch's div_rtn
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1  # the last window would start in the right padding: PyTorch drops it
+    if out < 1:
+        raise GeometryError(
+            f"pooling output is {out} px: window spans {span} px (kernel_size={kernel}, dilation={dilation}) "
+            f"but the padded input is {size + 2 * padding} px (input {size} + padding 2*{padding})"
+        )
+    return out
+
+
+def transpose_output_length(
+    size: int, kernel: int, stride: int = 1, padding: int = 0, output_padding: int = 0, dilation: int = 1
+) -> int:
+    """Output length of a transposed convolution along one axis: (size-1)*stride - 2*padding + dilation*(kernel-1) + output_padding + 1."""
+    if output_padding >= max(stride, dilation):
+        raise GeometryError(
+            f"output_padding must be smaller than either stride or dilation "
+            f"(output_padding < max(stride, dilation) = {max(stride, dilation)}), got output_padding={output_padding}"
+        )
+    out = (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    if out < 1:
+        raise GeometryError(
+            f"transposed conv output is {out} px: (input {size} - 1)*stride {stride} - 2*padding {padding} "
+            f"+ dilation {dilation}*(kernel_size {kernel} - 1) + output_padding {output_padding} + 1 < 1"
+        )
+    return out
+
+
+def check_padding_mode(size: Pair, pad_before: Pair, pad_after: Pair, mode: str, *, where: str = "") -> None:
+    """PyTorch's limits for non-zero padding modes: reflect needs padding < size, circular padding <= size."""
+    prefix = f"{where}: " if where else ""
+    if mode in ("zeros", "replicate"):
+        return
+    if mode not in ("reflect", "circular"):
+        raise GeometryError(f"{prefix}padding_mode must be zeros, reflect, replicate or circular, got {mode!r}")
+    for axis, s, pb, pa in zip(AXES, size, pad_before, pad_after):
+        p = max(pb, pa)
+        if mode == "reflect" and p >= s:
+            raise GeometryError(
+                f"{prefix}reflect padding must be smaller than the input: padding {p} >= {axis} {s} (need padding < {s})"
+            )
+        if mode == "circular" and p > s:
+            raise GeometryError(
+                f"{prefix}circular padding cannot wrap around more than once: padding {p} > {axis} {s} (need padding <= {s})"
+            )
+
+
+@dataclass(frozen=True)
+class AxisResult:
+    """One axis of a size computation: the output length and the arithmetic written out."""
+
+    output: int
+    formula: str
+
+
+def _floor(numerator: str, stride: int) -> str:
+    return f"floor(({numerator}) / {stride}) + 1" if stride != 1 else f"({numerator}) + 1"
+
+
+def conv_axis(size: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int) -> AxisResult:
+    """Convolution along one axis with the formula spelled out."""
+    out = conv_output_length(size, kernel, stride, pad_before, pad_after, dilation)
+    pads = f"2*{pad_before}" if pad_before == pad_after else f"{pad_before} + {pad_after}"
+    text = _floor(f"{size} + {pads} - {dilation}*({kernel}-1) - 1", stride)
+    return AxisResult(out, f"{text} = {out}")
+
+
+def pool_axis(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> AxisResult:
+    """Pooling along one axis with the formula spelled out (ceil_mode shown and its drop rule noted)."""
+    out = pool_output_length(size, kernel, stride, padding, dilation, ceil_mode)
+    body = f"{size} + 2*{padding} - {dilation}*({kernel}-1) - 1"
+    if not ceil_mode:
+        return AxisResult(out, f"{_floor(body, stride)} = {out}")
+    raw = -((-(size + 2 * padding - effective_kernel(kernel, dilation))) // stride) + 1
+    text = f"ceil(({body}) / {stride}) + 1 = {raw}"
+    if raw != out:
+        text += f"; the last window would start at {(raw - 1) * stride} >= input + left padding ({size + padding}), so it is dropped: {out}"
+    return AxisResult(out, text)
+
+
+def transpose_axis(
+    size: int, kernel: int, stride: int, padding: int, output_padding: int, dilation: int
+) -> AxisResult:
+    """Transposed convolution along one axis with the formula spelled out."""
+    out = transpose_output_length(size, kernel, stride, padding, output_padding, dilation)
+    text = f"({size}-1)*{stride} - 2*{padding} + {dilation}*({kernel}-1) + {output_padding} + 1 = {out}"
+    return AxisResult(out, text)
+
+
+def output_size(
+    input_size: PairLike,
+    kernel_size: PairLike,
+    stride: PairLike | None = None,
+    padding: Padding = 0,
+    dilation: PairLike = 1,
+    ceil_mode: bool = False,
+    output_padding: PairLike = 0,
+    kind: Kind = "conv",
+) -> tuple[Pair, tuple[AxisResult, AxisResult]]:
+    """Output [h, w] of one conv, pool or transposed conv, per axis, with each axis's arithmetic."""
+    size = pair(input_size, "input_size", minimum=1)
+    kernel = pair(kernel_size, "kernel_size", minimum=1)
+    strides = pair(kernel if stride is None and kind == "pool" else (1 if stride is None else stride), "stride", minimum=1)
+    dil = pair(dilation, "dilation", minimum=1)
+    if kind == "conv":
+        before, after = resolve_conv_padding(padding, kernel, strides, dil)
+        axes = tuple(conv_axis(size[i], kernel[i], strides[i], before[i], after[i], dil[i]) for i in range(2))
+    elif kind == "pool":
+        if isinstance(padding, str):
+            raise GeometryError(f"padding={padding!r} is only for kind 'conv'; pooling takes an int or [h, w]")
+        pad = pair(padding, "padding", minimum=0)
+        axes = tuple(pool_axis(size[i], kernel[i], strides[i], pad[i], dil[i], ceil_mode) for i in range(2))
+    elif kind == "transpose":
+        if isinstance(padding, str):
+            raise GeometryError(f"padding={padding!r} is only for kind 'conv'; transposed conv takes an int or [h, w]")
+        pad = pair(padding, "padding", minimum=0)
+        op = pair(output_padding, "output_padding", minimum=0)
+        axes = tuple(transpose_axis(size[i], kernel[i], strides[i], pad[i], op[i], dil[i]) for i in range(2))
+    else:
+        raise GeometryError(f"kind must be 'conv', 'pool' or 'transpose', got {kind!r}")
+    return (axes[0].output, axes[1].output), axes  # type: ignore[return-value]
+
+
+def receptive_field_step(
+    rf: int, jump: int, start: float, kernel: int, stride: int, pad_before: int, dilation: int
+) -> tuple[int, int, float]:
+    """Receptive field after one conv/pool layer (Araujo et al., Distill 2019).
+
+    rf grows by (effective kernel - 1) * jump; jump (effective stride) multiplies by stride;
+    start, the input coordinate of the first output's centre, moves by ((k_eff - 1)/2 - pad_before) * jump.
+    """
+    span = effective_kernel(kernel, dilation)
+    return rf + (span - 1) * jump, jump * stride, start + ((span - 1) / 2 - pad_before) * jump
+
+
+class OutputSizeResult(BaseModel):
+    """Result of conv_output_size: the output size per axis and the arithmetic that gave it."""
+
+    output_size: list[int] = Field(description="[h, w] of the output")
+    formula: str = Field(description="the arithmetic written out with the numbers, per axis")
+    kind: Kind
+    input_size: list[int]
+    kernel_size: list[int]
+    stride: list[int]
+    padding: list[list[int]] = Field(description="[[top, bottom], [left, right]] padding actually applied")
+    dilation: list[int]
+    formulas: list[str] = Field(description="[H formula, W formula]")
+
+
+def conv_output_size(
+    input_size: PairLike,
+    kernel_size: PairLike,
+    stride: PairLike | None = None,
+    padding: Padding = 0,
+    dilation: PairLike = 1,
+    ceil_mode: bool = False,
+    output_padding: PairLike = 0,
+    kind: Kind = "conv",
+) -> OutputSizeResult:
+    """Output [h, w] of one Conv2d, MaxPool2d/AvgPool2d or ConvTranspose2d, exactly as PyTorch computes it."""
+    (h, w), axes = output_size(input_size, kernel_size, stride, padding, dilation, ceil_mode, output_padding, kind)
+    size = pair(input_size, "input_size")
+    kernel = pair(kernel_size, "kernel_size")
+    strides = pair(kernel if stride is None and kind == "pool" else (1 if stride is None else stride), "stride")
+    dil = pair(dilation, "dilation")
+    if kind == "conv":
+        before, after = resolve_conv_padding(padding, kernel, strides, dil)
+    else:
+        before = after = pair(padding, "padding")  # type: ignore[arg-type]
+    formulas = [axes[0].formula, axes[1].formula]
+    if formulas[0] == formulas[1]:
+        formula = f"H = W: {formulas[0]}"
+    else:
+        formula = f"H: {formulas[0]}; W: {formulas[1]}"
+    return OutputSizeResult(
+        output_size=[h, w],
+        formula=formula,
+        kind=kind,
+        input_size=list(size),
+        kernel_size=list(kernel),
+        stride=list(strides),
+        padding=[[before[0], after[0]], [before[1], after[1]]],
+        dilation=list(dil),
+        formulas=formulas,
+    )
