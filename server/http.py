@@ -1,0 +1,199 @@
+"""The Streamable HTTP app: DNS-rebinding protection, an optional bearer token, a request-size bound and /health.
+
+    app = build_http_app(build_server(), "127.0.0.1", token=os.environ.get("CONV_MCP_TOKEN"))
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+
+The SDK checks Host (421 when foreign) and Origin (403 when foreign) itself once it is given allowed lists; it only
+fills them in on its own for loopback binds, so a non-loopback bind passes them explicitly here. The token gate
+sits outside the SDK app and answers 401 before any MCP work is done.
+"""
+
+import hmac
+import ipaddress
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from mcp.server import MCPServer
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+TOKEN_ENV = "CONV_MCP_TOKEN"
+MAX_REQUEST_BYTES_ENV = "CONV_MCP_MAX_REQUEST_BYTES"
+HEALTH_PATH = "/health"
+MCP_PATH = "/mcp"
+
+
+class HTTPConfigError(ValueError):
+    """An HTTP configuration the server refuses to start with; the message says what to pass instead."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost': addresses no other machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_patterns(host: str) -> list[str]:
+    """Host-header patterns for one allowed host: 'name:port' as is; a bare name or address without and with any port."""
+    if host.startswith("["):
+        return [host] if "]:" in host else [host, f"{host}:*"]
+    try:
+        ipaddress.IPv6Address(host)
+        return [f"[{host}]", f"[{host}]:*"]
+    except ValueError:
+        pass
+    return [host] if ":" in host else [host, f"{host}:*"]
+
+
+def _origins_for(host_patterns: Iterable[str]) -> list[str]:
+    """Same-origin Origin patterns (http and https) for each allowed Host pattern."""
+    return [f"{scheme}://{pattern}" for pattern in host_patterns for scheme in ("http", "https")]
+
+
+@dataclass
+class HTTPOptions:
+    """Everything `build_http_app` needs besides the server; `python -m server` fills it from its flags."""
+
+    host: str = "127.0.0.1"
+    stateless: bool = False
+    json_response: bool = False
+    token: str | None = None
+    allowed_hosts: Sequence[str] = field(default_factory=tuple)
+    allowed_origins: Sequence[str] = field(default_factory=tuple)
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+
+
+def security_settings(
+    host: str, allowed_hosts: Sequence[str] = (), allowed_origins: Sequence[str] = ()
+) -> TransportSecuritySettings:
+    """DNS-rebinding protection, always on: loopback names for a loopback bind, else the bound address and the given names.
+
+    Host entries are 'name' (any port) or 'name:port'; Origin entries are full origins ('https://app.example:443')
+    or 'scheme://name:*'. Same-origin Origins of every allowed Host are allowed too.
+    """
+    hosts = [pattern for h in allowed_hosts for pattern in _host_patterns(h)]
+    if is_loopback(host):
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *hosts]
+    elif host not in ("0.0.0.0", "::"):
+        hosts = [*_host_patterns(host), *hosts]
+    if not hosts:
+        raise HTTPConfigError(
+            f"--host {host} listens on every interface, so the server cannot tell which Host headers are its own: "
+            "pass --allowed-host NAME for each name or address clients use (e.g. --allowed-host mcp.example.com)"
+        )
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(dict.fromkeys(hosts)),
+        allowed_origins=list(dict.fromkeys([*_origins_for(hosts), *allowed_origins])),
+    )
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse a non-loopback bind without a bearer token (anyone on the network could call the tools)."""
+    if not is_loopback(host) and not token:
+        raise HTTPConfigError(
+            f"refusing to serve on non-loopback address {host} without a bearer token: pass --token or set "
+            f"{TOKEN_ENV}, or bind 127.0.0.1"
+        )
+
+
+def build_http_app(
+    server: MCPServer,
+    host: str = "127.0.0.1",
+    *,
+    stateless: bool = False,
+    json_response: bool = False,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] = (),
+    allowed_origins: Sequence[str] = (),
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+) -> ASGIApp:
+    """The ASGI app serving `server` at /mcp, guarded by Host/Origin checks, the optional token and a body-size bound."""
+    check_bind(host, token)
+    if max_request_bytes < 1:
+        raise HTTPConfigError(f"--max-request-bytes must be at least 1, got {max_request_bytes}")
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        host=host,
+        stateless_http=stateless,
+        json_response=json_response,
+        max_request_body_size=max_request_bytes,
+        transport_security=security_settings(host, allowed_hosts, allowed_origins),
+    )
+    health = {"status": "ok", "name": server.name, "version": server.version, "stateless": stateless}
+    return Gate(app, token=token, health=health, max_request_bytes=max_request_bytes)
+
+
+def app_from_env() -> ASGIApp:
+    """uvicorn factory for --workers N: each worker process rebuilds the app from CONV_MCP_* variables."""
+    from .app import build_server
+
+    options = HTTPOptions(**json.loads(os.environ["CONV_MCP_HTTP_OPTIONS"]))
+    options.token = os.environ.get(TOKEN_ENV) or None
+    return build_http_app(build_server(), **vars(options))
+
+
+class Gate:
+    """ASGI middleware: GET /health without auth, the bearer token everywhere else, and a named request-size bound."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, health: dict, max_request_bytes: int) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+        self.health = json.dumps(health).encode()
+        self.max_request_bytes = max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan: the SDK's session manager starts and stops here
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == HEALTH_PATH and scope["method"] in ("GET", "HEAD"):
+            await _respond(send, 200, self.health, content_type=b"application/json")
+            return
+        headers = dict(scope["headers"])
+        if self.expected is not None:
+            given = headers.get(b"authorization")
+            if given is None:
+                await _respond(
+                    send,
+                    401,
+                    b"missing bearer token: send Authorization: Bearer <token>\n",
+                    extra=[(b"www-authenticate", b'Bearer realm="conv-mcp"')],
+                )
+                return
+            # constant-time: the comparison takes as long for a near miss as for a far one
+            if not hmac.compare_digest(given, self.expected):
+                await _respond(
+                    send,
+                    401,
+                    b"invalid bearer token\n",
+                    extra=[(b"www-authenticate", b'Bearer realm="conv-mcp", error="invalid_token"')],
+                )
+                return
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
+            message = (
+                f"request body of {int(length)} bytes exceeds max_request_bytes={self.max_request_bytes}; "
+                f"raise it with --max-request-bytes or {MAX_REQUEST_BYTES_ENV}\n"
+            )
+            await _respond(send, 413, message.encode())
+            return
+        await self.app(scope, receive, send)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    content_type: bytes = b"text/plain; charset=utf-8",
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
