@@ -1,0 +1,272 @@
+"""Streamable HTTP through a real uvicorn process: DNS-rebinding protection, the bearer token, /health, stateless mode.
+
+Each server is `python -m server --transport http` on a free loopback port, as a user would start it.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from server.http import Gate, HTTPConfigError, build_http_app, check_bind, security_settings
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+}
+POST_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+CALL = {"input_size": 32, "kernel_size": 3}  # nn.Conv2d(k=3) on 32 px -> 30 px
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def http_server(*flags: str, env: dict[str, str] | None = None):
+    """`python -m server --transport http` on a free loopback port; yields (base url, process); stops it after."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "--transport", "http", "--port", str(port), *flags],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, **(env or {})},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"server exited with {proc.returncode}: {log.read().decode()[-2000:]}")
+            try:
+                if httpx2.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not answer /health within 60 s")
+            time.sleep(0.1)
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def plain():
+    with http_server() as (base, _):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    with http_server(env={"CONV_MCP_TOKEN": "s3cret-token"}) as (base, _):
+        yield base
+
+
+async def call_over_http(url: str, mode: str = "auto", headers: dict[str, str] | None = None):
+    with anyio.fail_after(30):
+        async with httpx2.AsyncClient(headers=headers or {}, timeout=30) as http:
+            async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+                return await client.call_tool("conv_output_size", CALL)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_a_client_calls_a_tool_over_streamable_http_in_both_protocol_eras(plain, mode):
+    result = anyio.run(call_over_http, f"{plain}/mcp", mode)
+    assert not result.is_error
+    assert result.structured_content["output_size"] == [30, 30]
+
+
+def test_a_foreign_host_header_gets_421_misdirected_request(plain):
+    r = httpx2.post(f"{plain}/mcp", json=INIT, headers={**POST_HEADERS, "host": "evil.example:80"})
+    assert r.status_code == 421
+
+
+def test_a_foreign_host_gets_421_in_the_2026_era_and_on_get_and_delete_too(plain):
+    modern = {**POST_HEADERS, "host": "evil.example", "mcp-protocol-version": "2026-07-28"}
+    assert (
+        httpx2.post(
+            f"{plain}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=modern
+        ).status_code
+        == 421
+    )
+    assert httpx2.get(f"{plain}/mcp", headers={"host": "evil.example"}).status_code == 421
+    assert httpx2.delete(f"{plain}/mcp", headers={"host": "evil.example"}).status_code == 421
+
+
+def test_a_foreign_origin_gets_403_forbidden(plain):
+    r = httpx2.post(f"{plain}/mcp", json=INIT, headers={**POST_HEADERS, "origin": "http://evil.example"})
+    assert r.status_code == 403
+
+
+def test_a_same_origin_browser_request_is_served(plain):
+    r = httpx2.post(f"{plain}/mcp", json=INIT, headers={**POST_HEADERS, "origin": plain})
+    assert r.status_code == 200
+
+
+def test_health_answers_200_with_status_and_version(plain):
+    r = httpx2.get(f"{plain}/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["version"]
+
+
+def test_health_needs_no_token(guarded):
+    assert httpx2.get(f"{guarded}/health").status_code == 200
+
+
+def test_without_the_token_the_server_answers_401_with_www_authenticate(guarded):
+    r = httpx2.post(f"{guarded}/mcp", json=INIT, headers=POST_HEADERS)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_wrong_token_gets_401_invalid_token(guarded):
+    r = httpx2.post(f"{guarded}/mcp", json=INIT, headers={**POST_HEADERS, "authorization": "Bearer s3cret-tokeX"})
+    assert r.status_code == 401
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+
+
+def test_a_client_with_the_token_calls_a_tool(guarded):
+    result = anyio.run(call_over_http, f"{guarded}/mcp", "auto", {"Authorization": "Bearer s3cret-token"})
+    assert result.structured_content["output_size"] == [30, 30]
+
+
+def test_the_server_refuses_a_non_loopback_bind_without_a_token():
+    env = {k: v for k, v in os.environ.items() if k != "CONV_MCP_TOKEN"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode != 0
+    assert "non-loopback" in proc.stderr and "--token" in proc.stderr and "CONV_MCP_TOKEN" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_a_wildcard_bind_without_allowed_hosts_is_refused_even_with_a_token():
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CONV_MCP_TOKEN": "t"},
+    )
+    assert proc.returncode != 0
+    assert "--allowed-host" in proc.stderr
+
+
+def test_several_workers_need_stateless_mode():
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "--transport", "http", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "--stateless" in proc.stderr
+
+
+def test_a_non_loopback_address_keeps_rebinding_protection_for_itself_and_the_allowed_hosts():
+    settings = security_settings("10.1.2.3", ["mcp.example.com"])
+    assert settings.enable_dns_rebinding_protection
+    assert {"10.1.2.3:*", "mcp.example.com", "mcp.example.com:*"} <= set(settings.allowed_hosts)
+    assert "evil.example:*" not in settings.allowed_hosts
+    assert "https://mcp.example.com" in settings.allowed_origins
+
+
+def test_build_http_app_refuses_a_non_loopback_host_without_a_token():
+    from server.app import build_server
+
+    with pytest.raises(HTTPConfigError, match="non-loopback"):
+        build_http_app(build_server(), "10.1.2.3")
+    check_bind("127.0.0.1", None)
+    check_bind("::1", None)
+    check_bind("10.1.2.3", "t")
+
+
+def test_an_oversized_body_gets_413_naming_the_limit_and_the_flag():
+    with http_server("--max-request-bytes", "2000") as (base, _):
+        big = {**INIT, "padding": "x" * 4000}
+        r = httpx2.post(f"{base}/mcp", content=json.dumps(big), headers=POST_HEADERS)
+        assert r.status_code == 413
+        assert "max_request_bytes=2000" in r.text and "--max-request-bytes" in r.text
+        assert httpx2.post(f"{base}/mcp", json=INIT, headers=POST_HEADERS).status_code == 200
+
+
+def test_stateless_mode_serves_requests_that_carry_no_session_id():
+    with http_server("--stateless", "--json-response") as (base, _):
+        headers = {**POST_HEADERS, "mcp-protocol-version": "2025-11-25"}
+        call = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "conv_output_size", "arguments": CALL}}
+        for request_id in (1, 2):  # two requests, no initialize, no mcp-session-id: any worker could take either
+            r = httpx2.post(f"{base}/mcp", json={**call, "id": request_id}, headers=headers)
+            assert r.status_code == 200, r.text
+            assert "mcp-session-id" not in r.headers
+            assert r.json()["result"]["structuredContent"]["output_size"] == [30, 30]
+        for mode in ("auto", "legacy"):
+            assert anyio.run(call_over_http, f"{base}/mcp", mode).structured_content["output_size"] == [30, 30]
+
+
+def test_two_stateless_workers_serve_one_deployment():
+    with http_server("--stateless", "--workers", "2") as (base, _):
+        results = [anyio.run(call_over_http, f"{base}/mcp", mode) for mode in ("auto", "legacy", "auto", "legacy")]
+        assert all(r.structured_content["output_size"] == [30, 30] for r in results)
+
+
+def test_the_gate_compares_the_token_in_constant_time_and_lets_lifespan_through():
+    seen = []
+
+    async def inner(scope, receive, send):
+        seen.append(scope["type"])
+
+    gate = Gate(inner, token="abc", health={"status": "ok"}, max_request_bytes=10)
+
+    async def drive():
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "lifespan.startup"}
+
+        await gate({"type": "lifespan"}, receive, send)
+        await gate(
+            {"type": "http", "path": "/mcp", "method": "POST", "headers": [(b"authorization", b"Bearer abc")]},
+            receive,
+            send,
+        )
+        await gate(
+            {"type": "http", "path": "/mcp", "method": "POST", "headers": [(b"authorization", b"Bearer abd")]},
+            receive,
+            send,
+        )
+        return sent
+
+    sent = anyio.run(drive)
+    assert seen == ["lifespan", "http"]
+    assert sent[0]["status"] == 401
