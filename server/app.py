@@ -53,7 +53,7 @@ def build_server() -> MCPServer:
 
     @server.tool(name="conv_output_size", title="Output size of one conv, pool or transposed conv", annotations=READ_ONLY)
     @domain_errors
-    def conv_output_size_tool(
+    async def conv_output_size_tool(
         input_size: Annotated[IntOrPair, Field(description="input spatial size: H (square) or [H, W]")],
         kernel_size: Annotated[IntOrPair, Field(description="kernel size: K or [kH, kW]")],
         stride: Annotated[
@@ -69,6 +69,7 @@ def build_server() -> MCPServer:
         kind: Annotated[Literal["conv", "pool", "transpose"], Field(description="conv (nn.Conv2d), pool (nn.MaxPool2d/AvgPool2d) or transpose (nn.ConvTranspose2d)")] = "conv",
     ) -> Annotated[CallToolResult, OutputSizeResult]:
         """Output [h, w] of one Conv2d, pooling or ConvTranspose2d layer, exactly as PyTorch, with the arithmetic written out."""
+        # async on purpose: microseconds of arithmetic, so it runs on the event loop instead of hopping to a thread.
         if kind != "conv" and isinstance(padding, str):
             raise ToolError(f"padding={padding!r} is only for kind 'conv'; kind {kind!r} takes an int or [h, w]")
         result = conv_output_size(input_size, kernel_size, stride, padding, dilation, ceil_mode, output_padding, kind)
