@@ -1,0 +1,349 @@
+"""Fuzz every tool through the protocol: arguments drawn from its inputSchema, then broken on purpose.
+
+For each tool in list_tools() (whichever tools this build has), hypothesis draws arguments that fit the tool's
+inputSchema and then, most of the time, breaks them at a random place: a wrong type, a huge or negative number,
+deep nesting, an empty or very long list, a string where a number goes, a missing or an unknown field. Every call
+goes through the real SDK Client in memory, in one session per tool and protocol era. A call must come back within
+CALL_TIMEOUT_S as a result or as a tool error whose text a model can act on (not the SDK's opaque
+"Error executing tool X", no traceback), and the same session must then answer conv_output_size correctly.
+"""
+
+import json
+from contextlib import contextmanager
+from dataclasses import fields
+
+import anyio
+import jsonschema
+import pytest
+from anyio.from_thread import start_blocking_portal
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp import Client
+
+from server.app import build_server
+from server.limits import LIMITS
+
+EXAMPLES_PER_TOOL = 50
+CALL_TIMEOUT_S = 30
+MAX_SCHEMA_DEPTH = 3  # nested residual/concat blocks drawn from a recursive schema
+PROBE = ("conv_output_size", {"input_size": 32, "kernel_size": 3}, [30, 30])  # nn.Conv2d(k=3) on 32 px -> 30 px
+
+# Smaller work bounds while fuzzing, so a drawn design search or convolution ends in seconds, not minutes.
+FUZZ_LIMITS = {
+    "max_input_elements": 20_000,
+    "max_macs": 5_000_000,
+    "max_design_states": 20_000,
+    "max_design_time_s": 1.0,
+    "max_layers": 2_000,
+}
+
+
+async def _tools():
+    async with Client(build_server()) as client:
+        return (await client.list_tools()).tools
+
+
+TOOLS = {tool.name: tool for tool in anyio.run(_tools)}
+
+
+# ---- JSON schema -> hypothesis strategy ---------------------------------------------------------------------
+
+
+def _resolve(schema: dict, defs: dict) -> dict:
+    while "$ref" in schema:
+        schema = {**defs[schema["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _recursive(schema: dict) -> bool:
+    """True when the schema can reach a $ref (so drawing it may nest further)."""
+    return '"$ref"' in json.dumps(schema)
+
+
+def from_schema(schema: dict, defs: dict, depth: int = 0) -> st.SearchStrategy:
+    """A strategy for JSON values valid against `schema` (the subset pydantic emits), kept small and finite."""
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        return st.deferred(lambda: from_schema(_resolve({"$ref": ref}, defs), defs, depth + 1))
+    if "const" in schema:
+        return st.just(schema["const"])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            options = schema[key]
+            if depth >= MAX_SCHEMA_DEPTH:
+                shallow = [o for o in options if not _recursive(_resolve(o, defs))]
+                options = shallow or options
+            return st.one_of([from_schema(o, defs, depth) for o in options])
+    if "allOf" in schema:
+        return from_schema({k: v for k, v in schema.items() if k != "allOf"} | schema["allOf"][0], defs, depth)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return st.one_of([from_schema({**schema, "type": t}, defs, depth) for t in kind])
+    if kind == "integer":
+        lo = schema.get("minimum", schema.get("exclusiveMinimum", -17) + ("exclusiveMinimum" in schema))
+        hi = schema.get("maximum", schema.get("exclusiveMaximum", 10**9) - ("exclusiveMaximum" in schema))
+        return st.one_of(st.integers(lo, max(lo, min(hi, lo + 16))), st.integers(lo, max(lo, min(hi, lo + 100_000))))
+    if kind == "number":
+        lo = schema.get("minimum", schema.get("exclusiveMinimum", -100.0))
+        hi = schema.get("maximum", schema.get("exclusiveMaximum", 100.0))
+        return st.floats(
+            lo,
+            hi,
+            allow_nan=False,
+            allow_infinity=False,
+            exclude_min="exclusiveMinimum" in schema,
+            exclude_max="exclusiveMaximum" in schema,
+        )
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "null":
+        return st.none()
+    if kind == "string":
+        return st.text(min_size=schema.get("minLength", 0), max_size=max(schema.get("minLength", 0), 12))
+    if kind == "array":
+        low = schema.get("minItems", 0)
+        high = min(schema.get("maxItems", low + 4), low + (1 if depth >= MAX_SCHEMA_DEPTH else 4))
+        if "prefixItems" in schema:
+            return st.tuples(*[from_schema(s, defs, depth) for s in schema["prefixItems"]]).map(list)
+        return st.lists(from_schema(schema.get("items", {}), defs, depth), min_size=low, max_size=max(low, high))
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        required = set(schema.get("required", []))
+        return st.fixed_dictionaries(
+            {k: from_schema(v, defs, depth) for k, v in props.items() if k in required},
+            optional={k: from_schema(v, defs, depth) for k, v in props.items() if k not in required},
+        )
+    return JSON_SCALARS  # {} accepts anything
+
+
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=5))
+
+
+def nested(depth: int, leaf=1):
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# Values no schema asks for: each is what a confused model, a bad client or an attacker might send.
+# fmt: off
+HOSTILE_VALUES = [
+    None, True, False, 0, -1, -(10**18), 2**31, 2**63, 10**30, 10**300, 10**5000,
+    1e308, -1e308, 1e-300, 0.5, -2.5, float("inf"), float("-inf"), float("nan"),
+    "", "3", "1e9", "same", "NaN", "x" * 10_000, ["a"] * 10_000, "\x00\ud7ff\U0001f600", "[1, 2]",
+    [], [[]], {}, {"a": 1}, [1] * 100_000, [[1] * 300] * 300, [0.5] * 10,
+    nested(64), nested(200), nested(20, leaf={"type": "conv2d"}),
+]
+# fmt: on
+HOSTILE = st.one_of(
+    st.sampled_from(HOSTILE_VALUES),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=30),
+    st.lists(st.integers(-3, 3), max_size=6),
+    st.dictionaries(st.text(max_size=5), st.integers(-3, 3), max_size=3),
+)
+
+
+def _paths(value, prefix=()):
+    """Every place in a JSON value (dict keys and list indices), the root included."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:8]):
+            yield from _paths(v, (*prefix, i))
+
+
+def _replace(value, path, new):
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[head] = _replace(value[head], rest, new)
+    return copy
+
+
+@st.composite
+def arguments(draw, tool):
+    """Arguments for `tool`: schema-valid, or broken in one place (the usual case)."""
+    schema = tool.input_schema
+    args = draw(from_schema({k: v for k, v in schema.items() if k != "$defs"}, schema.get("$defs", {})))
+    how = draw(st.sampled_from(["valid", "replace", "replace", "replace", "drop", "extra", "empty"]))
+    if how == "replace":
+        paths = [p for p in _paths(args) if p]
+        if paths:
+            args = _replace(args, draw(st.sampled_from(paths)), draw(HOSTILE))
+    elif how == "drop" and args:
+        key = draw(st.sampled_from(sorted(args)))
+        args = {k: v for k, v in args.items() if k != key}
+    elif how == "extra":
+        args = {**args, draw(st.text(min_size=1, max_size=8)): draw(HOSTILE)}
+    elif how == "empty":
+        args = {}
+    return args
+
+
+def minimal(schema: dict, defs: dict):
+    """The smallest JSON value valid against `schema`: required fields only, lower bounds, first options."""
+    schema = _resolve(schema, defs)
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return minimal(schema[key][0], defs)
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) else kind
+    if kind in ("integer", "number"):
+        return schema.get("minimum", schema.get("exclusiveMinimum", 0) + 1)
+    if kind == "string":
+        return "a" * schema.get("minLength", 0)
+    if kind == "array":
+        return [minimal(schema.get("items", {}), defs) for _ in range(schema.get("minItems", 0))]
+    if kind == "boolean":
+        return False
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {k: minimal(props[k], defs) for k in schema.get("required", [])}
+    return None
+
+
+# ---- the checks ---------------------------------------------------------------------------------------------
+
+
+def actionable(name: str, text: str) -> str | None:
+    """Why an error text would not help a model fix its call, or None when it is fine."""
+    if not text.strip():
+        return "empty error text"
+    if text.strip() in (f"Error executing tool {name}", "Error executing tool"):
+        return "opaque SDK error (an unexpected exception inside the tool)"
+    if "Traceback" in text or 'File "/' in text:
+        return "traceback text reached the client"
+    if len(text) > 20_000:
+        return f"error text of {len(text)} chars"
+    return None
+
+
+@contextmanager
+def fuzz_limits():
+    saved = {f.name: getattr(LIMITS, f.name) for f in fields(LIMITS)}
+    for name, value in FUZZ_LIMITS.items():
+        if hasattr(LIMITS, name):
+            setattr(LIMITS, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(LIMITS, name, value)
+
+
+@contextmanager
+def session(mode: str):
+    """One in-memory Client session, driven from sync code (so hypothesis can run its examples inside it)."""
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(Client(build_server(), mode=mode)) as client,
+    ):
+
+        def call(name, args):
+            async def timed():
+                with anyio.fail_after(CALL_TIMEOUT_S):
+                    return await client.call_tool(name, args)
+
+            return portal.call(timed)
+
+        yield call
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_every_tool_answers_any_arguments_with_a_result_or_an_actionable_error_and_keeps_serving(name, mode):
+    tool = TOOLS[name]
+    with fuzz_limits(), session(mode) as call:
+
+        @settings(
+            max_examples=EXAMPLES_PER_TOOL // 2 if mode == "legacy" else EXAMPLES_PER_TOOL,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(args=arguments(tool))
+        def check(args):
+            result = call(name, args)
+            if result.is_error:
+                text = " ".join(getattr(c, "text", "") for c in result.content)
+                problem = actionable(name, text)
+                assert problem is None, f"{name}({_short(args)}): {problem}: {text[:500]!r}"
+            elif tool.output_schema:
+                jsonschema.validate(result.structured_content, tool.output_schema)
+            probe = call(PROBE[0], PROBE[1])
+            assert not probe.is_error and probe.structured_content["output_size"] == PROBE[2]
+
+        check()
+
+
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_every_argument_of_every_tool_survives_each_hostile_value(name):
+    """The deterministic half: each top-level argument in turn gets each hostile value, in one session."""
+    tool = TOOLS[name]
+    schema = tool.input_schema
+    base = minimal({k: v for k, v in schema.items() if k != "$defs"}, schema.get("$defs", {}))
+    problems = []
+    with fuzz_limits(), session("auto") as call:
+        for arg in schema.get("properties", {}):
+            for value in HOSTILE_VALUES:
+                args = {**base, arg: value}
+                result = call(name, args)
+                if result.is_error:
+                    text = " ".join(getattr(c, "text", "") for c in result.content)
+                    problem = actionable(name, text)
+                    if problem:
+                        problems.append(f"{name}({_short(args)[:120]}): {problem}")
+                probe = call(PROBE[0], PROBE[1])
+                assert not probe.is_error and probe.structured_content["output_size"] == PROBE[2]
+    assert not problems, "\n".join(problems)
+
+
+def _short(args) -> str:
+    """A short printable form of arguments (huge ints shown by their size: str() refuses > 4300 digits)."""
+
+    def tame(v):
+        if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 256:
+            return f"<int of ~{int(v.bit_length() * 0.30103)} digits>"
+        if isinstance(v, list):
+            return [tame(x) for x in v[:10]] + (["..."] if len(v) > 10 else [])
+        if isinstance(v, dict):
+            return {k: tame(x) for k, x in v.items()}
+        return v
+
+    try:
+        text = json.dumps(tame(args), default=str)
+    except (ValueError, RecursionError):
+        text = "<unprintable>"
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_the_schema_strategy_draws_arguments_that_fit_the_tools_own_input_schema(name):
+    schema = TOOLS[name].input_schema
+    strategy = from_schema({k: v for k, v in schema.items() if k != "$defs"}, schema.get("$defs", {}))
+
+    @settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def valid(args):
+        jsonschema.validate(args, schema)
+
+    valid()
+
+
+def test_actionable_rejects_the_opaque_sdk_error_and_tracebacks():
+    assert actionable("conv2d", "Error executing tool conv2d") is not None
+    assert actionable("conv2d", "") is not None
+    assert actionable("conv2d", 'Traceback (most recent call last):\n  File "/x.py"') is not None
+    assert actionable("conv2d", "Error executing tool conv2d: stride must be >= 1, got 0") is None
