@@ -1,0 +1,169 @@
+"""Tools shape_calculator, receptive_field and parameter_count: a thin adapter over skills.walk.
+
+Input schema choice: `layers` is declared as a plain array of objects (`list[dict]`), not as the spec's
+discriminated union. The union would publish ~22 `$defs` joined by `oneOf`/`$ref` (recursive through
+residual/concat), which some clients reject or flatten badly, and the SDK's own validation errors for it
+would not name the layer index the way the contract wants. skills.spec validates each layer instead and
+its errors say `layer 4.body.1 (conv2d): kernel_size must be ...`. The layer table is in the description.
+"""
+
+from typing import Annotated, Any
+
+from mcp.server import MCPServer
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from skills.errors import LimitError
+from skills.walk import (
+    ParameterReport,
+    ReceptiveFieldReport,
+    ShapeReport,
+    parameter_count,
+    receptive_field,
+    shape_calculator,
+)
+
+from .app import READ_ONLY, structured
+from .errors import domain_errors
+from .limits import LIMITS, Limits
+
+TEXT_ROWS = 60  # rows of the readable table; the structured content always has them all
+
+LAYERS_HELP = (
+    "the network as a JSON list of layers, each {\"type\": ..., plus PyTorch's constructor arguments and defaults}: "
+    "conv2d (out_channels, kernel_size, stride=1, padding=0 | [h,w] | 'same' | 'valid', dilation=1, groups=1, bias=true, "
+    "padding_mode='zeros'|'reflect'|'replicate'|'circular'); convtranspose2d (out_channels, kernel_size, stride, padding, "
+    "output_padding, dilation, groups, bias); maxpool2d (kernel_size, stride=kernel_size, padding, dilation, ceil_mode); "
+    "avgpool2d (kernel_size, stride, padding, ceil_mode, count_include_pad); adaptiveavgpool2d / adaptivemaxpool2d "
+    "(output_size); zeropad2d (padding: int or [left, right, top, bottom]); batchnorm2d (affine=true); relu, relu6, "
+    "leakyrelu, gelu, silu, sigmoid, tanh, hardswish, dropout, identity; flatten; linear (out_features, bias); "
+    "residual (body: [layers], shortcut: [layers], empty = identity); concat (branches: [[layers], ...]). "
+    "in_channels / num_features / in_features may be left out (inferred). Per-axis values: int or [h, w]."
+)
+SPEC_HELP = (
+    "the network as text instead of layers: what print(model) shows for an nn.Sequential (nested too), "
+    "or VGG paper notation such as 'conv3-64, conv3-64, maxpool, FC-4096, FC-1000'"
+)
+InputShape = Annotated[
+    list[Annotated[int, Field(ge=1)]],
+    Field(min_length=1, max_length=4, description="input shape [C, H, W] or [N, C, H, W] (PyTorch layout), e.g. [3, 224, 224]"),
+]
+Layers = Annotated[list[dict[str, Any]] | None, Field(description=LAYERS_HELP)]
+Spec = Annotated[str | None, Field(description=SPEC_HELP)]
+
+
+def _limits() -> dict[str, int]:
+    return {"max_layers": LIMITS.max_layers, "max_depth": LIMITS.max_depth, "max_spec_chars": LIMITS.max_spec_chars}
+
+
+def _named_limit(call, *args, **kwargs):
+    """Run a walk; a LimitError gets the sentence that says how to raise the limit it names."""
+    try:
+        return call(*args, **kwargs, **_limits())
+    except LimitError as exc:
+        name = getattr(exc, "limit", None)
+        if name is None:
+            raise
+        raise LimitError(f"{exc}; {Limits.how_to_raise(name)}") from None
+
+
+def _p(v: list) -> str:
+    """[h, w] as '3' when square, else '3x5'."""
+    if not v:
+        return "-"
+    return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
+
+
+def _shape(v: list) -> str:
+    return "[" + ", ".join(str(d) for d in v) + "]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    shown = rows[:TEXT_ROWS]
+    widths = [max(len(h), *(len(r[i]) for r in shown)) if shown else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in shown]
+    if len(rows) > len(shown):
+        lines.append(f"... {len(rows) - len(shown)} more rows in the structured content")
+    return "\n".join(lines)
+
+
+def _warnings(warnings: list[str]) -> str:
+    return "".join(f"\nwarning: {w}" for w in warnings)
+
+
+def shape_text(r: ShapeReport) -> str:
+    """The readable summary of a ShapeReport: totals, then one row per top-level layer."""
+    head = (
+        f"output {_shape(r.output_shape)}, params {r.total_params:,}, buffers {r.total_buffers:,}, MACs {r.total_macs:,}, "
+        f"receptive field {_p(r.receptive_field)}, effective stride {_p(r.effective_stride)}"
+    )
+    rows = [
+        [str(x.index), x.type, _shape(x.output_shape), f"{x.params:,}", f"{x.macs:,}", _p(x.receptive_field), _p(x.effective_stride)]
+        for x in r.layers
+    ]
+    return head + "\n" + _table(["#", "type", "output", "params", "MACs", "RF", "stride"], rows) + _warnings(r.warnings)
+
+
+def rf_text(r: ReceptiveFieldReport) -> str:
+    """The readable summary of a ReceptiveFieldReport."""
+    head = (
+        f"receptive field {_p(r.receptive_field)}, effective stride {_p(r.effective_stride)}, "
+        f"effective padding {_p(r.effective_padding)}, output {_shape(r.output_shape)}"
+    )
+    if r.output_position is not None:
+        g, c = r.input_region, r.input_region_clipped
+        head += f"\noutput pixel {r.output_position} sees input rows/cols "
+        head += f"{g.top}..{g.bottom} x {g.left}..{g.right}" if g else "none"
+        head += f" (in the image: {c.top}..{c.bottom} x {c.left}..{c.right})" if c else " (no image pixel)"
+    rows = [[str(x.index), x.type, _shape(x.output_shape), _p(x.receptive_field), _p(x.effective_stride), _p(x.effective_padding)]
+            for x in r.layers]
+    return head + "\n" + _table(["#", "type", "output", "RF", "stride", "padding"], rows) + _warnings(r.warnings)
+
+
+def param_text(r: ParameterReport) -> str:
+    """The readable summary of a ParameterReport: totals and each layer's formula."""
+    head = f"params {r.total_params:,}, buffers {r.total_buffers:,}"
+    rows = [[str(x.index), x.type, x.formula + (f"; buffers {x.buffers_formula}" if x.buffers_formula else "")]
+            for x in r.layers if x.params or x.buffers]
+    return head + "\n" + _table(["#", "type", "params"], rows) + _warnings(r.warnings)
+
+
+def register(server: MCPServer) -> None:
+    """Add shape_calculator, receptive_field and parameter_count to the server."""
+
+    @server.tool(name="shape_calculator", title="Walk a CNN: shapes, params, MACs, receptive field", annotations=READ_ONLY)
+    @domain_errors
+    def shape_calculator_tool(input_shape: InputShape, layers: Layers = None, spec: Spec = None) -> Annotated[CallToolResult, ShapeReport]:
+        """Walk a whole network layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON) or `spec` (print(model) text)."""
+        report = _named_limit(shape_calculator, input_shape, layers, spec)
+        return structured(report, shape_text(report))
+
+    @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY)
+    @domain_errors
+    def receptive_field_tool(
+        input_shape: InputShape,
+        layers: Layers = None,
+        spec: Spec = None,
+        output_position: Annotated[
+            list[int] | None,
+            Field(min_length=2, max_length=2, description="[y, x] of one output pixel: also return the input region it sees"),
+        ] = None,
+    ) -> Annotated[CallToolResult, ReceptiveFieldReport]:
+        """Receptive field, effective stride and effective padding ([h, w], Araujo et al. 2019) after every layer; with output_position [y, x], the inclusive input region that pixel sees, before and after clipping to the image."""
+        report = _named_limit(receptive_field, input_shape, layers, spec, output_position)
+        return structured(report, rf_text(report))
+
+    @server.tool(name="parameter_count", title="Parameters and buffers per layer, with formulas", annotations=READ_ONLY)
+    @domain_errors
+    def parameter_count_tool(
+        layers: Layers = None,
+        spec: Spec = None,
+        input_shape: Annotated[
+            list[Annotated[int, Field(ge=1)]] | None,
+            Field(description="[C, H, W] or [N, C, H, W]; needed only when channels (or a linear's in_features) cannot be inferred from the layers"),
+        ] = None,
+    ) -> Annotated[CallToolResult, ParameterReport]:
+        """Trainable params and buffers (BatchNorm running statistics) per layer, each with its formula written out (e.g. '64*3*3*3 + 64 = 1,792'), and the totals."""
+        report = _named_limit(parameter_count, layers, spec, input_shape)
+        return structured(report, param_text(report))
