@@ -265,12 +265,31 @@ def _window(geom: ConvGeometry, i: int, j: int, r0: int, r1: int) -> tuple[slice
     return slice(top, top + sh * (r1 - r0 - 1) + 1, sh), slice(left, left + sw * (geom.w_out - 1) + 1, sw)
 
 
-def _fill_columns(padded: np.ndarray, geom: ConvGeometry, r0: int, r1: int, cols: np.ndarray) -> None:
+def _phases(padded: np.ndarray, geom: ConvGeometry) -> list[list[np.ndarray]] | None:
+    """For strided convs, the padded image split into its stride phases [a][b] = padded[:, a::sH, b::sW] (one copy).
+
+    Every kernel tap then reads one phase with unit stride, which copies about twice as fast as a strided read;
+    only worth it when the taps outnumber the phases.
+    """
+    sh, sw = geom.stride
+    if (sh, sw) == (1, 1) or geom.kh * geom.kw <= sh * sw:
+        return None
+    return [[np.ascontiguousarray(padded[:, a::sh, b::sw]) for b in range(sw)] for a in range(sh)]
+
+
+def _fill_columns(
+    padded: np.ndarray, geom: ConvGeometry, r0: int, r1: int, cols: np.ndarray, phases: list | None = None
+) -> None:
     """cols [C, kH, kW, r1-r0, W_out] <- the windows of padded [C, Hp, Wp]: kH*kW strided copies, no Python loop over pixels."""
+    (sh, sw), (dh, dw) = geom.stride, geom.dilation
     for i in range(geom.kh):
         for j in range(geom.kw):
-            rows, columns = _window(geom, i, j, r0, r1)
-            cols[:, i, j] = padded[:, rows, columns]
+            if phases is None:
+                rows, columns = _window(geom, i, j, r0, r1)
+                cols[:, i, j] = padded[:, rows, columns]
+            else:
+                (top, a), (left, b) = divmod(i * dh, sh), divmod(j * dw, sw)
+                cols[:, i, j] = phases[a][b][:, top + r0 : top + r1, left : left + geom.w_out]
 
 
 def _scatter_columns(dcols: np.ndarray, geom: ConvGeometry, r0: int, r1: int, dpadded: np.ndarray) -> None:
@@ -428,11 +447,12 @@ def _im2col_steps(x4, w, b, geom: ConvGeometry, out: np.ndarray) -> Iterator[Non
     pad = _Padder(geom, x4.dtype)
     for n in range(geom.n):
         padded = pad(x4[n])
+        phases = _phases(padded, geom)
         for r0, r1 in blocks:
             length = (r1 - r0) * geom.w_out
             # the last, shorter block gets a contiguous buffer of its own, so the reshape below is a view
             c = cols if r1 - r0 == cols.shape[3] else np.empty((*cols.shape[:3], r1 - r0, geom.w_out), x4.dtype)
-            _fill_columns(padded, geom, r0, r1, c)
+            _fill_columns(padded, geom, r0, r1, c, phases)
             target = _view(out[n, :, r0:r1], (g, geom.c_out // g, length))  # rows of out: GEMM writes in place
             np.matmul(w_g, _view(c, (g, k_g, length)), out=target)
             if b is not None:
@@ -537,13 +557,14 @@ def _backward_steps(x4, w, go, geom: ConvGeometry, grad_input, grad_weight) -> I
     top, left = geom.pad_before
     for n in range(geom.n):
         padded = pad(x4[n])
+        phases = _phases(padded, geom)
         dpadded.fill(0)
         for r0, r1 in blocks:
             length = (r1 - r0) * geom.w_out
             c, dc = cols, dcols
             if r1 - r0 != rows:  # the last, shorter block: contiguous buffers of its own
                 c, dc = (np.empty((*shape5[:3], r1 - r0, geom.w_out), x4.dtype) for _ in range(2))
-            _fill_columns(padded, geom, r0, r1, c)
+            _fill_columns(padded, geom, r0, r1, c, phases)
             grad = np.ascontiguousarray(go[n, :, r0:r1]).reshape(g, co_g, length)
             np.matmul(grad, _view(c, (g, k_g, length)).transpose(0, 2, 1), out=gw_part)
             gw += gw_part

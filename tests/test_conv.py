@@ -151,6 +151,16 @@ def test_images_cut_into_row_blocks_give_the_same_forward_and_backward(monkeypat
     gi, gwn, _ = conv2d_backward(x, w, None, padding=1)
     np.testing.assert_allclose(gi, gx.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gwn, gw.numpy(), rtol=1e-4, atol=1e-4)
+    # strided, so the stride phases and the row blocks meet: 7x5 output, blocks of 3 rows (27*5*3 = 405)
+    monkeypatch.setattr(conv, "COLUMN_BUDGET", 405)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    assert conv_geometry(x.shape, w.shape, 2, 1).row_blocks == [(0, 3), (3, 6), (6, 7)]
+    np.testing.assert_allclose(conv2d(x64, w64, None, 2, 1), conv2d_naive(x64, w64, None, 2, 1), rtol=1e-12)
+    xt, wt = torch.from_numpy(x64).requires_grad_(), torch.from_numpy(w64).requires_grad_()
+    gx, gw = torch.autograd.grad(torch.nn.functional.conv2d(xt, wt, None, 2, 1).sum(), (xt, wt))
+    gi, gwn, _ = conv2d_backward(x64, w64, None, None, 2, 1)
+    np.testing.assert_allclose(gi, gx.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(gwn, gw.numpy(), rtol=1e-12)
 
 
 def test_lesson_worked_5x5_example():
