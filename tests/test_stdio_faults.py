@@ -1,0 +1,293 @@
+"""Faults on the stdio transport: malformed lines, clients that cancel or vanish mid-call, and a clean stdout.
+
+The server is `python -m server` in a subprocess, as an MCP client launches it. Most tests speak raw JSON-RPC
+lines to it so that every byte on its stdout is seen.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+PROBE = {"name": "conv_output_size", "arguments": {"input_size": 32, "kernel_size": 3}}  # k=3 on 32 px -> 30 px
+INIT_PARAMS = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}
+
+
+class RawSession:
+    """`python -m server` driven line by line; every stdout line is kept, stderr goes to a temporary file."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[bytes] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.next_id = 100
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def send_line(self, line: bytes) -> None:
+        self.proc.stdin.write(line + b"\n")
+        self.proc.stdin.flush()
+
+    def send(self, message: dict) -> None:
+        self.send_line(json.dumps(message).encode())
+
+    def request(self, method: str, params: dict | None = None) -> int:
+        self.next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params or {}})
+        return self.next_id
+
+    def wait_for(self, predicate, timeout: float = 60.0) -> dict:
+        """The first stdout message (parsed) that satisfies predicate."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.lines[seen:]:
+                    message = json.loads(line)
+                    if predicate(message):
+                        return message
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    raise AssertionError(f"no matching message; stdout so far: {self.lines[-5:]!r}")
+                self._cond.wait(left)
+
+    def answer(self, request_id, timeout: float = 60.0) -> dict:
+        return self.wait_for(lambda m: m.get("id") == request_id, timeout)
+
+    def initialize(self) -> None:
+        self.answer(self.request("initialize", INIT_PARAMS))
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def close(self) -> int:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._reader.join(timeout=10)
+            self.proc.stdout.close()
+            self.stderr.close()
+
+    def stderr_text(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+
+def assert_probe_answers(session: RawSession) -> None:
+    reply = session.answer(session.request("tools/call", PROBE))
+    assert reply["result"]["structuredContent"]["output_size"] == [30, 30]
+
+
+def assert_only_json_rpc(lines: list[bytes]) -> None:
+    for line in lines:
+        message = json.loads(line)  # raises on anything that is not one JSON value per line
+        assert message.get("jsonrpc") == "2.0", line[:200]
+
+
+MALFORMED = [
+    (b"this is not json", -32700, None),
+    (b"{", -32700, None),
+    (b"\xff\xfe\x00garbage", -32700, None),
+    (b"[" * 100_000, -32700, None),  # nesting far past any parser's recursion limit
+    (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": ' + b"x" * 1_000_000 + b"}", -32700, None),
+    (b"[]", -32600, None),
+    (b"42", -32600, None),
+    (b'{"jsonrpc": "2.0"}', -32600, None),
+    (b'{"id": 7}', -32600, 7),
+    (b'{"jsonrpc": "1.0", "id": "abc", "method": "tools/list"}', -32600, "abc"),
+    (b'{"jsonrpc": "2.0", "id": 8, "method": 5}', -32600, 8),
+]
+
+
+def test_malformed_lines_get_a_json_rpc_error_and_the_session_goes_on():
+    session = RawSession()
+    try:
+        session.initialize()
+        for line, code, request_id in MALFORMED:
+            before = len(session.lines)
+            session.send_line(line)
+            error = session.wait_for(
+                lambda m, code=code, request_id=request_id: (
+                    "error" in m and m["error"]["code"] == code and m["id"] == request_id
+                )
+            )
+            assert error["error"]["message"], line[:40]
+            assert_probe_answers(session)  # the very next request is served
+            assert len(session.lines) == before + 2, "exactly one error and one answer per round"
+        unknown = session.answer(session.request("no/such/method"))
+        assert unknown["error"]["code"] == -32601
+        assert_probe_answers(session)
+        assert_only_json_rpc(session.lines)
+    finally:
+        assert session.close() == 0
+
+
+def test_stdout_carries_only_json_rpc_even_when_numpy_overflows():
+    """Overflowing float64 arithmetic makes NumPy warn; with PYTHONWARNINGS=always each warning is emitted, to stderr."""
+    session = RawSession(env={"PYTHONWARNINGS": "always"})
+    try:
+        session.initialize()
+        tools = {t["name"] for t in session.answer(session.request("tools/list"))["result"]["tools"]}
+        calls = [PROBE]
+        if "conv2d" in tools:
+            huge = [[1e308, -1e308, 1e308], [1e308, 1e308, -1e308], [1e308, 1e308, 1e308]]
+            for method in ("naive", "im2col", "both"):
+                calls.append(
+                    {
+                        "name": "conv2d",
+                        "arguments": {"x": huge, "weight": [[[[1e308, 1e308], [1e308, 1e308]]]], "method": method},
+                    }
+                )
+                calls.append(
+                    {
+                        "name": "conv2d",
+                        "arguments": {
+                            "x": [[0.0, 0.0], [0.0, 0.0]],
+                            "kernel": "blur_3x3",
+                            "padding": 1,
+                            "method": method,
+                        },
+                    }
+                )
+        if "conv2d_backward" in tools:
+            calls.append(
+                {
+                    "name": "conv2d_backward",
+                    "arguments": {
+                        "x": [[[1e308, 1e308], [1e308, 1e308]]],
+                        "weight": [[[[1e308]]]],
+                        "grad_output": [[[1e308, 1e308], [1e308, 1e308]]],
+                    },
+                }
+            )
+        for call in calls:
+            reply = session.answer(session.request("tools/call", call))
+            assert "result" in reply, reply
+        session.answer(session.request("prompts/list"))
+        session.answer(session.request("resources/list"))
+        assert_probe_answers(session)
+    finally:
+        assert session.close() == 0
+    assert_only_json_rpc(session.lines)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _server_child_pid() -> int:
+    """The `python -m server` process this test process started (the stdio Client does not expose it)."""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if parent == me and b"server" in cmdline:
+            return int(entry)
+    raise AssertionError("no `python -m server` child found")
+
+
+def _x(h: int, w: int, c: int = 3) -> list:
+    return [[[(i * 7 + j * 3 + k) % 10 for j in range(w)] for i in range(h)] for k in range(c)]
+
+
+# Calls that take seconds at default limits, per tool (only the tools this build has are tried).
+SLOW_CALLS = {
+    # naive conv2d: 64*3*7*7 * 194*194 = 354 million MACs, ~20 s on one core
+    "conv2d": {"x": _x(200, 200), "weight": [[[[1] * 7] * 7] * 3] * 64, "method": "naive"},
+    "conv2d_backward": {"x": _x(200, 200), "weight": [[[[1] * 7] * 7] * 3] * 64},
+    "design_architecture": {
+        "input_shape": [3, 224, 224],
+        "param_budget": 10**9,
+        "target_receptive_field": 400,
+        "max_layers": 16,
+        "time_limit_s": 30,
+    },
+}
+SLOW_ENV = {"CONV_MCP_MAX_MACS": str(10**10)}
+
+
+def _available_slow_tools() -> list[str]:
+    from server.app import build_server
+
+    async def names():
+        async with Client(build_server()) as client:
+            return {t.name for t in (await client.list_tools()).tools}
+
+    present = anyio.run(names)
+    return [name for name in SLOW_CALLS if name in present] or ["(none yet)"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize("name", _available_slow_tools())
+def test_a_cancelled_call_leaves_no_work_running_and_the_session_goes_on(name, mode):
+    if name not in SLOW_CALLS:
+        pytest.skip("no long-running tool in this build")
+
+    async def scenario():
+        params = StdioServerParameters(command=sys.executable, args=["-m", "server"], env={**os.environ, **SLOW_ENV})
+        async with Client(params, mode=mode) as client:
+            pid = _server_child_pid()
+            with anyio.move_on_after(1.5):  # the client abandons the call: notifications/cancelled
+                await client.call_tool(name, SLOW_CALLS[name])
+            await anyio.sleep(0.5)  # one work chunk may still finish
+            before = _cpu_seconds(pid)
+            await anyio.sleep(2.0)
+            burnt = _cpu_seconds(pid) - before
+            result = await client.call_tool(PROBE["name"], PROBE["arguments"])
+            return burnt, result
+
+    burnt, result = anyio.run(scenario)
+    assert burnt < 0.5, f"the server used {burnt:.2f} s of CPU in the 2 s after the call was cancelled"
+    assert result.structured_content["output_size"] == [30, 30]
+
+
+@pytest.mark.parametrize("name", _available_slow_tools())
+def test_a_client_that_disconnects_mid_call_leaves_no_server_running(name):
+    if name not in SLOW_CALLS:
+        pytest.skip("no long-running tool in this build")
+    session = RawSession(env=SLOW_ENV)
+    session.initialize()
+    session.request("tools/call", {"name": name, "arguments": SLOW_CALLS[name]})
+    time.sleep(1.5)  # mid-call
+    started = time.monotonic()
+    session.proc.stdin.close()  # the client goes away
+    try:
+        session.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pass
+    took = time.monotonic() - started
+    still_running = session.proc.poll() is None
+    session.close()
+    assert not still_running, "the server kept running after its client disconnected"
+    assert took < 15
