@@ -3,7 +3,8 @@
     python bench/bench_conv.py [--repeats 15]
 
 Threads: OMP/OPENBLAS/MKL_NUM_THREADS=1 are set before numpy is imported, and torch.set_num_threads(1).
-Both libraries run in the same process one after the other (numpy phase, then torch phase per case), float32.
+Both libraries run in the same process, float32, their calls alternating (a busy machine slows both alike);
+figures are medians and the ratio is the median of the per-pair ratios.
 Where the environment sets OPENBLAS_CORETYPE (a workaround for old OpenBLAS builds on some CPUs) numpy may run a
 slower kernel: benchmark with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_conv.py`; the
 BLAS kernel actually used is printed (threadpoolctl when installed, else numpy's build config).
@@ -45,6 +46,20 @@ def timeit(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def timeit_pair(f, g, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of f() and of g(), called alternately so a busy machine slows both alike, and the median ratio."""
+    f(), g(), f(), g()
+    tf, tg = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f()
+        tf.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        g()
+        tg.append(time.perf_counter() - t)
+    return statistics.median(tf), statistics.median(tg), statistics.median(a / b for a, b in zip(tf, tg, strict=True))
 
 
 def peak_extra_bytes(fn) -> int:
@@ -126,10 +141,13 @@ def main() -> None:
         b = rng.standard_normal(ws[0], dtype=np.float32)
         geom = conv_geometry(xs, ws, stride, padding)
         flops = 2 * geom.macs
-        t_np = timeit(lambda x=x, w=w, b=b, s=stride, p=padding: conv2d(x, w, b, s, p), args.repeats)
         xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
         with torch.no_grad():
-            t_torch = timeit(lambda xt=xt, wt=wt, bt=bt, s=stride, p=padding: F.conv2d(xt, wt, bt, s, p), args.repeats)
+            t_np, t_torch, ratio = timeit_pair(
+                lambda x=x, w=w, b=b, s=stride, p=padding: conv2d(x, w, b, s, p),
+                lambda xt=xt, wt=wt, bt=bt, s=stride, p=padding: F.conv2d(xt, wt, bt, s, p),
+                args.repeats,
+            )
             ref = F.conv2d(xt, wt, bt, stride, padding).numpy()
         err = float(np.max(np.abs(conv2d(x, w, b, stride, padding) - ref)) / np.max(np.abs(ref)))
         t_base = timeit(
@@ -140,36 +158,58 @@ def main() -> None:
         a = rng.standard_normal((geom.c_out, geom.column_rows), dtype=np.float32)
         m = rng.standard_normal((geom.column_rows, geom.h_out * geom.w_out), dtype=np.float32)
         o = np.empty((geom.c_out, geom.h_out * geom.w_out), np.float32)
-        t_mm = timeit(lambda a=a, m=m, o=o: np.matmul(a, m, out=o), args.repeats)
-        gemm_rate = 2 * a.shape[0] * a.shape[1] * m.shape[1] / t_mm
-        conv_rate = flops / t_np
+        # conv and the same GEMMs (one per image) alternate, so the share is measured under the same load
+        t_conv, t_mm, conv_over_mm = timeit_pair(
+            lambda x=x, w=w, b=b, s=stride, p=padding: conv2d(x, w, b, s, p),
+            lambda a=a, m=m, o=o, n=geom.n: [np.matmul(a, m, out=o) for _ in range(n)],
+            args.repeats,
+        )
+        gemm_rate = flops / t_mm
+        conv_rate = flops / t_conv
+        share = 1 / conv_over_mm
         out_bytes = ref.nbytes
         peak = peak_extra_bytes(lambda x=x, w=w, b=b, s=stride, p=padding: conv2d(x, w, b, s, p))
         col_bytes = geom.column_rows * geom.h_out * geom.w_out * 4
         rows.append(
-            (name, xs, ws, t_np, t_torch, t_base, t_koff, conv_rate, gemm_rate, peak, out_bytes, col_bytes, err)
+            dict(
+                name=name,
+                xs=xs,
+                ws=ws,
+                ratio=ratio,
+                t_np=t_np,
+                t_torch=t_torch,
+                t_base=t_base,
+                t_koff=t_koff,
+                conv_rate=conv_rate,
+                gemm_rate=gemm_rate,
+                share=share,
+                peak=peak,
+                out_bytes=out_bytes,
+                col_bytes=col_bytes,
+                err=err,
+            )
         )
 
+    mib = 1 << 20
     print(
         f"{'forward':<12} {'numpy ms':>9} {'torch ms':>9} {'ratio':>6} {'(target':>8} {'sliding-window':>15} {'kernel-offset':>14} {'rel err':>8}"
     )
-    for name, xs, ws, t_np, t_torch, t_base, t_koff, *_rest, err in rows:
-        ratio = t_np / t_torch
+    for r in rows:
         print(
-            f"{name:<12} {t_np * 1e3:9.2f} {t_torch * 1e3:9.2f} {ratio:6.2f} {'<= 2x)':>8} "
-            f"{t_base * 1e3:9.2f} ({t_base / t_torch:.1f}x) {t_koff * 1e3:8.2f} ({t_koff / t_torch:.1f}x) {err:8.1e}"
-            f"  {'OK' if ratio <= 2 else 'MISSED'}  {list(xs)} * {list(ws)}"
+            f"{r['name']:<12} {r['t_np'] * 1e3:9.2f} {r['t_torch'] * 1e3:9.2f} {r['ratio']:6.2f} {'<= 2x)':>8} "
+            f"{r['t_base'] * 1e3:7.2f} ({r['t_base'] / r['t_torch']:.1f}x) {r['t_koff'] * 1e3:7.2f} ({r['t_koff'] / r['t_torch']:.1f}x) "
+            f"{r['err']:8.1e}  {'OK' if r['ratio'] <= 2 else 'MISSED'}  {list(r['xs'])} * {list(r['ws'])}"
         )
     print()
     print(f"{'GEMM rate':<12} {'conv GFLOP/s':>12} {'matmul GFLOP/s':>15} {'share':>6} (target >= 50% on resnet 3x3)")
-    for name, *_a, conv_rate, gemm_rate, _p, _o, _c, _e in rows:
-        print(f"{name:<12} {conv_rate / 1e9:12.1f} {gemm_rate / 1e9:15.1f} {conv_rate / gemm_rate:6.0%}")
+    for r in rows:
+        print(f"{r['name']:<12} {r['conv_rate'] / 1e9:12.1f} {r['gemm_rate'] / 1e9:15.1f} {r['share']:6.0%}")
     print()
     print(f"{'memory':<12} {'peak MiB':>9} {'output MiB':>11} {'extra MiB':>10} {'one image columns MiB':>22}")
-    for name, *_a, peak, out_bytes, col_bytes, _e in rows:
-        mib = 1 << 20
+    for r in rows:
         print(
-            f"{name:<12} {peak / mib:9.2f} {out_bytes / mib:11.2f} {(peak - out_bytes) / mib:10.2f} {col_bytes / mib:22.2f}"
+            f"{r['name']:<12} {r['peak'] / mib:9.2f} {r['out_bytes'] / mib:11.2f} {(r['peak'] - r['out_bytes']) / mib:10.2f} "
+            f"{r['col_bytes'] / mib:22.2f}"
         )
     print()
 
@@ -180,18 +220,20 @@ def main() -> None:
     b = rng.standard_normal(ws[0], dtype=np.float32)
     geom = conv_geometry(xs, ws, stride, padding)
     go = rng.standard_normal(geom.output_shape, dtype=np.float32)
-    t_np = timeit(lambda: conv2d_backward(x, w, go, b, stride, padding), max(3, args.repeats // 2))
     xt, wt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
     y = F.conv2d(xt, wt, bt, stride, padding)
     got = torch.from_numpy(go)
-    t_torch = timeit(lambda: torch.autograd.grad(y, (xt, wt, bt), got, retain_graph=True), max(3, args.repeats // 2))
+    t_np, t_torch, ratio = timeit_pair(
+        lambda: conv2d_backward(x, w, go, b, stride, padding),
+        lambda: torch.autograd.grad(y, (xt, wt, bt), got, retain_graph=True),
+        max(3, args.repeats // 2),
+    )
     gx, gw, gb = torch.autograd.grad(y, (xt, wt, bt), got, retain_graph=True)
     gi, gwn, gbn = conv2d_backward(x, w, go, b, stride, padding)
     err = max(
         float(np.max(np.abs(a - r.numpy())) / np.max(np.abs(r.numpy()))) for a, r in ((gi, gx), (gwn, gw), (gbn, gb))
     )
     peak = peak_extra_bytes(lambda: conv2d_backward(x, w, go, b, stride, padding))
-    ratio = t_np / t_torch
     print(
         f"{'backward':<12} {'numpy ms':>9} {'torch ms':>9} {'ratio':>6} {'(target':>8} {'rel err':>8} {'peak MiB':>9}"
     )
