@@ -2,10 +2,11 @@
 
 Layout is PyTorch's: x is [C, H, W] or [N, C, H, W], weight is [C_out, C_in/groups, kH, kW], bias [C_out].
 The fast path works image by image (and, for very large images, block of output rows by block) through one
-preallocated column buffer [C_in*kH*kW, rows*W_out], filled by kH*kW strided copies in the order the GEMM reads,
-then `np.matmul(weight[C_out, C_in*kH*kW], columns, out=output)` writes straight into the result.
-Measured on this machine (bench/bench_conv.py) this beat the "kernel-offset" formulation (one GEMM per (kh, kw)
-accumulated into the output) and the "wide row" variant, so it is the only fast path.
+preallocated column buffer [C_in*kH*kW, rows*W_out], filled by kH*kW strided copies in the order the GEMM reads
+(strided convs first split the padded image into its stride phases, so every copy has unit stride), then
+`np.matmul(weight[G, C_out/G, C_in/G*kH*kW], columns[G, ...], out=output rows)` writes straight into the result.
+Measured (bench/bench_conv.py), this beat the "kernel-offset" formulation (one GEMM per (kh, kw) accumulated into
+the output) on both benchmark shapes, and a "wide row" im2col over the padded width, so it is the only fast path.
 float32 stays float32 and float64 stays float64 end to end; integer input computes in float64.
 """
 
@@ -405,20 +406,20 @@ def conv2d_job(
     padding_mode: str = "zeros",
     method: str = "im2col",
 ) -> ConvJob:
-    """conv2d as a ConvJob: chunks are images x row blocks (im2col) or images x output channels (naive)."""
+    """conv2d as a ConvJob: chunks are images x row blocks (im2col) or output rows (naive)."""
     if method not in ("naive", "im2col"):
         raise GeometryError(f"method must be 'naive' or 'im2col', got {method!r}")
     x4, w, b, geom = _prepare(x, weight, bias, stride, padding, dilation, groups, padding_mode)
     out = np.empty((geom.n, geom.c_out, geom.h_out, geom.w_out), dtype=x4.dtype)
     if method == "naive":
-        steps, total = _naive_steps(x4, w, b, geom, out), geom.n * geom.c_out
+        steps, total = _naive_steps(x4, w, b, geom, out), geom.n * geom.c_out * geom.h_out
     else:
         steps, total = _im2col_steps(x4, w, b, geom, out), geom.n * len(geom.row_blocks)
     return ConvJob(geom, total, steps, lambda: out if geom.batched else out[0])
 
 
 def _naive_steps(x4, w, b, geom: ConvGeometry, out: np.ndarray) -> Iterator[None]:
-    """The lesson's reference loops, extended to dilation, groups and padding modes; one chunk per (image, output channel)."""
+    """The lesson's reference loops, extended to dilation, groups and padding modes; one chunk per output row."""
     (sh, sw), (dh, dw) = geom.stride, geom.dilation
     c_in_g, c_out_g = geom.c_in // geom.groups, geom.c_out // geom.groups
     span_h, span_w = dh * (geom.kh - 1) + 1, dw * (geom.kw - 1) + 1
@@ -432,9 +433,9 @@ def _naive_steps(x4, w, b, geom: ConvGeometry, out: np.ndarray) -> Iterator[None
                     hs, ws = i * sh, j * sw
                     patch = channels[:, hs : hs + span_h : dh, ws : ws + span_w : dw]
                     out[n, oc, i, j] = np.sum(patch * w[oc])
-            if b is not None:
-                out[n, oc] += b[oc]
-            yield
+                if b is not None:
+                    out[n, oc, i] += b[oc]
+                yield
 
 
 def _im2col_steps(x4, w, b, geom: ConvGeometry, out: np.ndarray) -> Iterator[None]:
