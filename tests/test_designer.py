@@ -1,0 +1,343 @@
+"""The architecture designer: exact against brute-force enumeration, every design re-walked, clear infeasibility.
+
+The reference is a brute force written here from the definitions (PyTorch's output-size formula, the receptive
+field recurrence, the set of input offsets one output pixel reads), independent of skills.arithmetic.
+"""
+
+import itertools
+
+import anyio
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mcp import Client
+
+from server.app import build_server
+from skills.designer import design_architecture
+from skills.errors import ConvError, InfeasibleError, LimitError
+
+ORDER = {"params": ("params", "depth", "macs"), "macs": ("macs", "depth", "params"), "layers": ("depth", "macs", "params")}
+
+
+def brute_force(
+    input_shape, budget, target, output_size, max_layers, kernel_sizes, strides, dilations, widths,
+    batch_norm=False, monotone_widths=False, reject_gridding=False, reject_redundant=False,
+):
+    """Every fitting design in the space, as dicts of figures, by plain enumeration of all sequences."""
+    n = input_shape[0] if len(input_shape) == 4 else 1
+    c0, h0, w0 = input_shape[-3:]
+    th, tw = (target, target) if isinstance(target, int) else target
+    out = None if output_size is None else ((output_size, output_size) if isinstance(output_size, int) else tuple(output_size))
+    dmin = min(dilations)
+    layer_choices = [
+        (k, s, d, c)
+        for k in kernel_sizes for s in strides for d in dilations for c in widths
+        if not (k == 1 and d != dmin)  # a 1x1 kernel ignores dilation: one copy (the designer's convention)
+    ]
+    found = []
+    for depth in range(1, max_layers + 1):
+        for seq in itertools.product(layer_choices, repeat=depth):
+            h, w, c, rf, jump = h0, w0, c0, 1, 1
+            offsets = {0}
+            params = macs = 0
+            ok = True
+            for i, (k, s, d, co) in enumerate(seq):
+                if monotone_widths and i and co < c:
+                    ok = False
+                    break
+                if reject_redundant and rf >= h0 and rf >= w0:
+                    ok = False
+                    break
+                p = d * (k - 1) // 2
+                if h + 2 * p < d * (k - 1) + 1 or w + 2 * p < d * (k - 1) + 1:
+                    ok = False
+                    break
+                h = (h + 2 * p - d * (k - 1) - 1) // s + 1  # torch.nn.Conv2d's output size
+                w = (w + 2 * p - d * (k - 1) - 1) // s + 1
+                params += co * c * k * k + co + (2 * co if batch_norm else 0)
+                macs += h * w * co * c * k * k * n
+                if reject_gridding:
+                    offsets = {a + jump * d * t for a in offsets for t in range(k)}
+                rf += d * (k - 1) * jump
+                jump *= s
+                c = co
+            if not ok or rf < th or rf < tw or params > budget:
+                continue
+            if out is not None and (h, w) != out:
+                continue
+            if reject_gridding and offsets != set(range(max(offsets) + 1)):
+                continue
+            found.append({"params": params, "macs": macs, "depth": depth, "rf": rf, "h": h, "w": w, "seq": seq})
+    return found
+
+
+def best_keys(found, objective, top_k):
+    keys = sorted(tuple(f[x] for x in ORDER[objective]) for f in found)
+    return keys[:top_k]
+
+
+def design_keys(report, objective):
+    return [tuple(getattr(d, x) for x in ORDER[objective]) for d in report.designs]
+
+
+SMALL = dict(max_layers=3, kernel_sizes=[1, 2, 3], strides=[1, 2], dilations=[1, 2], widths=[2, 4])
+
+CASES = [
+    # (input_shape, budget, target, output_size, space overrides, options)
+    ([3, 12, 12], 400, 7, None, {}, {}),
+    ([3, 12, 12], 150, 9, None, {}, {}),
+    ([2, 9, 14], 10_000, [6, 9], None, {}, {}),
+    ([2, 9, 14], 10_000, 5, [3, 4], {}, {}),
+    ([2, 1, 16, 16], 10_000, 11, None, {}, {}),
+    ([3, 12, 12], 10_000, 8, None, {}, {"batch_norm": True}),
+    ([3, 12, 12], 10_000, 8, None, {}, {"monotone_widths": True}),
+    ([3, 12, 12], 10_000, 10, None, {}, {"reject_gridding": True}),
+    ([3, 7, 9], 10_000, 12, None, {}, {"reject_redundant": True}),
+    ([3, 12, 12], 10_000, 9, [6, 6], {}, {"reject_gridding": True, "monotone_widths": True, "batch_norm": True}),
+    ([1, 20, 20], 10_000, 30, None, dict(max_layers=4, kernel_sizes=[1, 3], strides=[1, 3], dilations=[1, 3], widths=[2]), {"reject_gridding": True}),
+    ([1, 20, 20], 10_000, 14, None, dict(max_layers=4, kernel_sizes=[3], strides=[1, 2], dilations=[1, 2], widths=[1, 2]), {"reject_redundant": True, "reject_gridding": True}),
+]
+
+
+@pytest.mark.parametrize("objective", ["params", "macs", "layers"])
+@pytest.mark.parametrize("shape, budget, target, out, space, options", CASES)
+def test_the_top_designs_match_brute_force_enumeration(shape, budget, target, out, space, options, objective):
+    space = {**SMALL, **space}
+    found = brute_force(shape, budget, target, out, **space, **options)
+    assert found, "the case should be feasible"
+    report = design_architecture(shape, budget, target, out, objective=objective, top_k=4, **space, **options)
+    assert report.optimal
+    assert design_keys(report, objective) == best_keys(found, objective, 4)
+    by_seq = {f["seq"]: f for f in found}
+    for design in report.designs:
+        seq = tuple((c.kernel_size, c.stride, c.dilation, c.out_channels) for c in design.convs)
+        ref = by_seq[seq]  # the design is in the space and fits
+        assert (design.params, design.macs, design.depth) == (ref["params"], ref["macs"], ref["depth"])
+        assert design.receptive_field == [ref["rf"], ref["rf"]]
+        assert design.output_shape[-2:] == [ref["h"], ref["w"]]
+    assert len({d.summary for d in report.designs}) == len(report.designs)
+
+
+@pytest.mark.parametrize("shape, budget, target, out, space, options", CASES)
+def test_the_pareto_front_is_the_brute_force_front(shape, budget, target, out, space, options):
+    space = {**SMALL, **space}
+    found = brute_force(shape, budget, target, out, **space, **options)
+    points = {(f["params"], f["macs"], f["depth"]) for f in found}
+    front = sorted(
+        p for p in points if not any(q != p and q[0] <= p[0] and q[1] <= p[1] and q[2] <= p[2] for q in points)
+    )
+    report = design_architecture(shape, budget, target, out, **space, **options)
+    assert report.pareto_complete
+    assert [(p.params, p.macs, p.depth) for p in report.pareto_front] == front
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 14), target=st.integers(1, 16),
+    budget=st.integers(10, 600), kernels=st.sets(st.integers(1, 4), min_size=1, max_size=2),
+    strides=st.sets(st.integers(1, 3), min_size=1, max_size=2), dilations=st.sets(st.integers(1, 3), min_size=1, max_size=2),
+    widths=st.sets(st.integers(1, 5), min_size=1, max_size=2), objective=st.sampled_from(["params", "macs", "layers"]),
+    gridding=st.booleans(), redundant=st.booleans(), monotone=st.booleans(), use_out=st.booleans(),
+)
+def test_random_small_spaces_match_brute_force(
+    c, h, w, target, budget, kernels, strides, dilations, widths, objective, gridding, redundant, monotone, use_out
+):
+    space = dict(max_layers=3, kernel_sizes=sorted(kernels), strides=sorted(strides), dilations=sorted(dilations), widths=sorted(widths))
+    options = dict(reject_gridding=gridding, reject_redundant=redundant, monotone_widths=monotone)
+    out = [max(1, h // 2), max(1, w // 2)] if use_out else None
+    found = brute_force([c, h, w], budget, target, out, **space, **options)
+    try:
+        report = design_architecture([c, h, w], budget, target, out, objective=objective, top_k=3, **space, **options)
+    except InfeasibleError:
+        assert not found
+        return
+    assert report.optimal
+    assert design_keys(report, objective) == best_keys(found, objective, 3)
+
+
+# ---- re-walked by the walk engine ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(input_shape=[3, 224, 224], param_budget=500_000, target_receptive_field=200),
+        dict(input_shape=[2, 3, 96, 128], param_budget=200_000, target_receptive_field=[60, 90], objective="macs",
+             kernel_sizes=[2, 3, 5], dilations=[1, 2], batch_norm=True),
+        dict(input_shape=[3, 64, 64], param_budget=100_000, target_receptive_field=40, output_size=8, objective="layers",
+             reject_gridding=True, monotone_widths=True, activation="none"),
+        dict(input_shape=[1, 33, 47], param_budget=50_000, target_receptive_field=31, reject_redundant=True, dilations=[1, 2, 3]),
+    ],
+)
+def test_every_design_re_walked_by_shape_calculator_matches_its_own_figures_the_budget_and_the_target(kwargs):
+    walk = pytest.importorskip("skills.walk")
+    report = design_architecture(**kwargs, max_layers=6)
+    assert report.designs
+    target = kwargs["target_receptive_field"]
+    th, tw = (target, target) if isinstance(target, int) else target
+    for design in report.designs:
+        walked = walk.shape_calculator(kwargs["input_shape"], design.layers)
+        assert walked.output_shape == design.output_shape
+        assert walked.total_params == design.params <= kwargs["param_budget"]
+        assert walked.total_buffers == design.buffers
+        assert walked.total_macs == design.macs
+        assert walked.receptive_field == design.receptive_field
+        assert walked.receptive_field[0] >= th and walked.receptive_field[1] >= tw
+        assert len(design.why) == len(design.layers)
+        convs = [row for row in walked.layers if row.type == "conv2d"]
+        assert [row.output_shape for row in convs] == [c.output_shape for c in design.convs]
+        assert [row.receptive_field for row in convs] == [c.receptive_field for c in design.convs]
+        assert [row.params for row in convs] == [c.params for c in design.convs]
+        if "output_size" in kwargs:
+            assert design.output_shape[-2:] == [kwargs["output_size"]] * 2
+    for point in report.pareto_front:
+        walked = walk.shape_calculator(kwargs["input_shape"], point.layers)
+        assert (walked.total_params, walked.total_macs) == (point.params, point.macs)
+
+
+def test_the_layers_spec_is_conv_then_relu_with_padding_dilation_times_k_minus_1_over_2():
+    report = design_architecture([3, 32, 32], 50_000, 15, kernel_sizes=[3, 5], dilations=[1, 2], max_layers=4, top_k=1)
+    layers = report.designs[0].layers
+    assert [x["type"] for x in layers] == ["conv2d", "relu"] * report.designs[0].depth
+    for conv in layers[::2]:
+        assert conv["padding"] == conv["dilation"] * (conv["kernel_size"] - 1) // 2
+
+
+# ---- infeasible requests and limits -------------------------------------------------------------------------
+
+
+def test_a_budget_below_the_smallest_design_says_how_many_params_it_needs():
+    shape, target, space = [3, 12, 12], 9, SMALL
+    found = brute_force(shape, 10**9, target, None, **space)
+    smallest = min(f["params"] for f in found)
+    with pytest.raises(InfeasibleError) as err:
+        design_architecture(shape, smallest - 1, target, **space)
+    assert f"the smallest design that reaches receptive field 9 px within 3 layers has {smallest:,} params" in str(err.value)
+    assert f"the budget is {smallest - 1:,} (1 over)" in str(err.value)
+
+
+def test_a_target_beyond_reach_says_the_largest_reachable_receptive_field():
+    # three 7x7 stride-2 layers: RF 1 + 6 + 12 + 24 = 43 (the recurrence RF += (k-1) * jump)
+    with pytest.raises(InfeasibleError, match=r"no stack of at most 3 conv layers .* reaches receptive field 200 px .* the largest reachable is 43 px \(157 short\)"):
+        design_architecture([3, 224, 224], 10**9, 200, max_layers=3, kernel_sizes=[3, 7], strides=[1, 2])
+
+
+def test_an_unreachable_output_size_lists_the_reachable_sizes_nearby():
+    with pytest.raises(InfeasibleError) as err:
+        design_architecture([3, 224, 224], 10**9, 20, output_size=5, max_layers=10)
+    text = str(err.value)
+    assert "output_size [5, 5] is not reachable" in text and "[4, 4]" in text and "[7, 7]" in text
+
+
+def test_an_output_size_that_caps_the_receptive_field_says_the_largest_it_allows():
+    # two 7x7 stride-2 layers reach 1 + 6 + 6*2 = 19 px, but ending at 224 px allows no stride: 1 + 6 + 6 = 13
+    with pytest.raises(InfeasibleError, match=r"ends at output_size \[224, 224\] reaches receptive field 16 px: the largest is 13 px"):
+        design_architecture([3, 224, 224], 10**9, 16, output_size=224, max_layers=2, kernel_sizes=[3, 7])
+
+
+def test_options_that_rule_out_every_design_are_named():
+    # 1x1 kernels alone never grow the receptive field past 1, and stride 3 then dilation 2 leaves holes
+    with pytest.raises(InfeasibleError, match="reject_gridding"):
+        design_architecture([1, 30, 30], 10**6, 9, max_layers=2, kernel_sizes=[3], strides=[3], dilations=[2], reject_gridding=True)
+
+
+def test_a_search_stopped_before_any_design_says_which_limit_to_raise():
+    with pytest.raises(LimitError, match="raise time_limit_s"):
+        design_architecture([3, 224, 224], 10**7, 1000, max_layers=10, kernel_sizes=[1, 2, 3, 4, 5, 6, 7], strides=[1, 2, 3],
+                            dilations=[1, 2, 3], widths=list(range(8, 200, 8)), max_states=2000, reject_gridding=True)
+
+
+def test_a_stopped_search_returns_the_best_found_so_far_and_says_it_is_not_proven():
+    kwargs = dict(max_layers=10, kernel_sizes=[1, 3, 5, 7], strides=[1, 2], dilations=[1, 2], widths=[16, 32, 48, 64, 96, 128])
+    full = design_architecture([3, 224, 224], 500_000, 200, reject_gridding=True, **kwargs)
+    stopped = design_architecture([3, 224, 224], 500_000, 200, reject_gridding=True, max_states=70_000, **kwargs)
+    if stopped.optimal:
+        pytest.skip("the search finished within the state cap")
+    assert stopped.stopped_by == "max_states" and "not proven" in stopped.notes[0]
+    assert stopped.designs and stopped.designs[0].params >= full.designs[0].params
+
+
+def test_should_stop_cancels_the_search_and_progress_is_reported():
+    calls = []
+    with pytest.raises((LimitError, ConvError)):
+        design_architecture([3, 224, 224], 10**7, 1000, max_layers=12, kernel_sizes=[1, 2, 3, 5, 7], strides=[1, 2, 3],
+                            dilations=[1, 2, 3], widths=list(range(8, 256, 8)), should_stop=lambda: True,
+                            progress=lambda *a: calls.append(a), reject_gridding=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(input_shape=[3, 224], param_budget=1, target_receptive_field=3), "input_shape must be"),
+        (dict(input_shape=[3, 8, 8], param_budget=0, target_receptive_field=3), "param_budget must be"),
+        (dict(input_shape=[3, 8, 8], param_budget=10, target_receptive_field=0), "target_receptive_field must be >= 1"),
+        (dict(input_shape=[3, 8, 8], param_budget=10, target_receptive_field=3, widths=[]), "widths must be"),
+    ],
+)
+def test_bad_arguments_are_domain_errors_naming_the_field(kwargs, match):
+    with pytest.raises(ConvError, match=match):
+        design_architecture(**kwargs)
+
+
+# ---- through the real SDK Client ----------------------------------------------------------------------------
+
+
+def test_the_tool_returns_the_best_design_as_structured_content_and_a_table():
+    async def main():
+        async with Client(build_server()) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert "design_architecture" in tools
+            result = await client.call_tool(
+                "design_architecture",
+                {"input_shape": [3, 64, 64], "param_budget": 20_000, "target_receptive_field": 30, "max_layers": 4, "top_k": 2},
+            )
+            return result
+
+    result = anyio.run(main)
+    assert not result.is_error, result.content[0].text
+    data = result.structured_content
+    found = brute_force([3, 64, 64], 20_000, 30, None, max_layers=4, kernel_sizes=[3, 5, 7], strides=[1, 2], dilations=[1],
+                        widths=[16, 32, 64, 128])
+    assert data["optimal"] is True
+    assert [d["params"] for d in data["designs"]] == [k[0] for k in best_keys(found, "params", 2)]
+    assert "| # |" in result.content[0].text and f"{data['designs'][0]['params']:,}" in result.content[0].text
+
+
+def test_the_tool_names_the_constraint_out_of_reach_and_keeps_serving():
+    async def main():
+        async with Client(build_server()) as client:
+            bad = await client.call_tool(
+                "design_architecture", {"input_shape": [3, 224, 224], "param_budget": 100, "target_receptive_field": 200}
+            )
+            late = await client.call_tool(
+                "design_architecture",
+                {"input_shape": [3, 224, 224], "param_budget": 10**6, "target_receptive_field": 200, "time_limit_s": 10**6},
+            )
+            ok = await client.call_tool("conv_output_size", {"input_size": 32, "kernel_size": 3})
+            return bad, late, ok
+
+    bad, late, ok = anyio.run(main)
+    assert bad.is_error and "the smallest design that reaches receptive field 200 px" in bad.content[0].text
+    assert "the budget is 100" in bad.content[0].text
+    assert late.is_error and "max_design_time_s" in late.content[0].text and "--max-design-time-s" in late.content[0].text
+    assert ok.structured_content["output_size"] == [30, 30]
+
+
+def test_the_tool_reports_progress_to_the_client():
+    seen = []
+
+    async def on_progress(progress, total, message):
+        seen.append((progress, message))
+
+    async def main():
+        async with Client(build_server()) as client:
+            return await client.call_tool(
+                "design_architecture",
+                {"input_shape": [3, 224, 224], "param_budget": 500_000, "target_receptive_field": 200, "max_layers": 10,
+                 "kernel_sizes": [1, 3, 5, 7], "dilations": [1, 2], "widths": [16, 32, 48, 64, 96, 128]},
+                progress_callback=on_progress,
+            )
+
+    result = anyio.run(main)
+    assert not result.is_error
+    assert seen and "design" in seen[-1][1]
