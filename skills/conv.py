@@ -543,7 +543,10 @@ def conv2d_backward_job(
 
 
 def _backward_steps(x4, w, go, geom: ConvGeometry, grad_input, grad_weight) -> Iterator[None]:
-    """Per image and row block: grad_weight += grad_out @ columns.T; dcolumns = weight.T @ grad_out, col2im'd into grad_input."""
+    """Per image and row block: grad_weight += grad_out @ columns.T; then dcolumns = weight.T @ grad_out, col2im'd into grad_input.
+
+    dcolumns reuse the columns' buffer once grad_weight has read it: one column buffer per image, as in the forward.
+    """
     g = geom.groups
     k_g, co_g = geom.column_rows // g, geom.c_out // g
     w_t = w.reshape(g, co_g, k_g).transpose(0, 2, 1)  # [G, K_g, C_out/G], read transposed by BLAS, no copy
@@ -551,7 +554,7 @@ def _backward_steps(x4, w, go, geom: ConvGeometry, grad_input, grad_weight) -> I
     blocks = geom.row_blocks
     rows = blocks[0][1] - blocks[0][0]
     shape5 = (geom.c_in, geom.kh, geom.kw, rows, geom.w_out)
-    cols, dcols = np.empty(shape5, dtype=x4.dtype), np.empty(shape5, dtype=x4.dtype)
+    cols = np.empty(shape5, dtype=x4.dtype)
     gw_part = np.empty_like(gw)
     pad = _Padder(geom, x4.dtype)
     dpadded = np.empty((geom.c_in, *geom.padded), dtype=x4.dtype)
@@ -562,15 +565,13 @@ def _backward_steps(x4, w, go, geom: ConvGeometry, grad_input, grad_weight) -> I
         dpadded.fill(0)
         for r0, r1 in blocks:
             length = (r1 - r0) * geom.w_out
-            c, dc = cols, dcols
-            if r1 - r0 != rows:  # the last, shorter block: contiguous buffers of its own
-                c, dc = (np.empty((*shape5[:3], r1 - r0, geom.w_out), x4.dtype) for _ in range(2))
+            c = cols if r1 - r0 == rows else np.empty((*shape5[:3], r1 - r0, geom.w_out), x4.dtype)
             _fill_columns(padded, geom, r0, r1, c, phases)
             grad = np.ascontiguousarray(go[n, :, r0:r1]).reshape(g, co_g, length)
             np.matmul(grad, _view(c, (g, k_g, length)).transpose(0, 2, 1), out=gw_part)
             gw += gw_part
-            np.matmul(w_t, grad, out=_view(dc, (g, k_g, length)))
-            _scatter_columns(dc, geom, r0, r1, dpadded)
+            np.matmul(w_t, grad, out=_view(c, (g, k_g, length)))  # c now holds dcolumns
+            _scatter_columns(c, geom, r0, r1, dpadded)
             yield
         grad_input[n] = dpadded[:, top : top + geom.h, left : left + geom.w]
 
