@@ -269,7 +269,8 @@ def register(server: MCPServer) -> None:
         from skills.conv import conv2d_job, conv_geometry, im2col
         from skills.picture import render
 
-        arr, was_2d, w, g = _inputs(x, sample, weight, kernel, groups)
+        # reading a big nested list takes a while: off the event loop too
+        arr, was_2d, w, g = await anyio.to_thread.run_sync(_inputs, x, sample, weight, kernel, groups)
         geom = conv_geometry(arr.shape, w.shape, stride, padding, dilation, g, padding_mode)
         runs = ["naive", "im2col"] if method == "both" else [method]
         _check_work(
@@ -383,14 +384,15 @@ def register(server: MCPServer) -> None:
         """Gradients of conv2d (zero padding) with respect to x, weight and bias, as torch autograd gives them; grad_input by col2im, summing overlapping windows."""
         from skills.conv import as_array, conv2d_backward_job, conv_geometry
 
-        arr, was_2d, w, g = _inputs(x, sample, weight, kernel, groups)
+        # reading a big nested list takes a while: off the event loop too
+        arr, was_2d, w, g = await anyio.to_thread.run_sync(_inputs, x, sample, weight, kernel, groups)
         geom = conv_geometry(arr.shape, w.shape, stride, padding, dilation, g)
         _check_work(
             geom, 2 * geom.macs, f"conv2d_backward {_shape_text(arr.shape)} * {_shape_text(w.shape)} (2 x forward)"
         )
         go = None
         if grad_output is not None:
-            go = as_array(grad_output, "grad_output", (2, 3, 4))
+            go = await anyio.to_thread.run_sync(as_array, grad_output, "grad_output", (2, 3, 4))
             _check_elements(go, "grad_output")
             if was_2d and geom.c_out == 1 and go.ndim == 2:
                 go = go[None]  # the output of an [H, W] x with one channel is [H_out, W_out]
