@@ -98,14 +98,14 @@ class Conv2dBackwardResult(BaseModel):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _limit_error(limit: str, what: str, value: int) -> LimitError:
-    bound = getattr(LIMITS, limit)
-    return LimitError(f"{what} is {value:,}, more than {limit}={bound:,}; {Limits.how_to_raise(limit)}")
+def _limit_error(limit: str, what: str) -> LimitError:
+    """'<what>, more than <limit>=<bound>; raise it with ...'."""
+    return LimitError(f"{what}, more than {limit}={getattr(LIMITS, limit):,}; {Limits.how_to_raise(limit)}")
 
 
 def _check_elements(arr: Any, name: str) -> None:
     if arr.size > LIMITS.max_input_elements:
-        raise _limit_error("max_input_elements", f"{name} {list(arr.shape)} has {arr.size:,} elements; that", arr.size)
+        raise _limit_error("max_input_elements", f"{name} {list(arr.shape)} has {arr.size:,} elements")
 
 
 def _inputs(x, sample_name, weight, kernel_name, groups):
@@ -148,11 +148,10 @@ def _check_work(geom, macs: int, what: str) -> None:
     if out_elements > LIMITS.max_input_elements:
         raise _limit_error(
             "max_input_elements",
-            f"the output {list(geom.output_shape)} would have {out_elements:,} elements; that",
-            out_elements,
+            f"the output {list(geom.output_shape)} would have {out_elements:,} elements (bounded like grad_output)",
         )
     if macs > LIMITS.max_macs:
-        raise _limit_error("max_macs", f"{what} needs {macs:,} multiply-accumulates; that", macs)
+        raise _limit_error("max_macs", f"{what} needs {macs:,} multiply-accumulates")
 
 
 def _plain(arr) -> list[Any]:
