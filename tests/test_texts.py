@@ -52,10 +52,11 @@ TOOL_ARGUMENTS = {
     "design_architecture": {
         "input_shape", "param_budget", "target_receptive_field", "output_size", "max_layers", "kernel_sizes",
         "strides", "dilations", "widths", "objective", "top_k", "time_limit_s",
+        "batch_norm", "activation", "monotone_widths", "reject_gridding", "reject_redundant", "pareto_front",  # beyond the contract
     },
 }
 # Layer arguments of the network spec (CONTRACT.md, "Network spec"), for `name=value` spans.
-SPEC_ARGUMENTS = {
+SPEC_ARGUMENTS = {"batch_norm", "reject_gridding",
     "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode", "output_padding",
     "ceil_mode", "count_include_pad", "output_size", "affine", "eps", "momentum", "out_features", "body", "shortcut",
     "branches", "in_channels", "num_features", "in_features", "output_position",
@@ -567,6 +568,18 @@ async def test_design_architecture_answers_the_prompt_example_with_a_fitting_des
         assert best["params"] <= args["param_budget"] and min(best["receptive_field"]) >= args["target_receptive_field"]
 
 
+def test_residual_paths_whose_centres_differ_are_warned_about_and_aligned_ones_are_not():
+    """The skill: a 1x1 stride-2 shortcut lines up with a 3x3 stride-2 padding-1 body, a 2x2 stride-2 one does not."""
+    text = re.sub(r"\s+", " ", body(SKILL))
+    assert "(a 2x2 stride-2 shortcut beside a 3x3 padding-1 body) the tools warn" in text
+    conv3 = {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1}
+    for k, warned in ((1, False), (2, True)):
+        block = {"type": "residual", "body": [conv3], "shortcut": [{"type": "conv2d", "out_channels": 4, "kernel_size": k, "stride": 2}]}
+        report = shape_calculator([4, 8, 8], [block])
+        assert report.output_shape == [4, 4, 4]
+        assert bool(report.warnings) is warned, (k, report.warnings)
+
+
 def test_dilation_rates_with_a_common_factor_leave_holes_and_coprime_rates_do_not():
     """Gridding (Wang et al., 2018): the input offsets a stack of 3x3 dilated convs reaches, by brute force."""
     def reach(rates):
@@ -764,6 +777,20 @@ def check_transpose_jump(_: str) -> None:
     assert list(report.effective_stride) == [evaluate("1/2")] * 2
 
 
+def check_adaptive_windows(_: str) -> None:
+    """Adaptive pooling's windows floor(i*H/out) .. ceil((i+1)*H/out), and a plain pool when out divides H (source: PyTorch)."""
+    torch = torch_or_skip()
+    for h, out in itertools.product(range(1, 13), range(1, 9)):
+        x = torch.arange(h, dtype=torch.float64).reshape(1, 1, h, 1).expand(1, 1, h, 2)
+        got = torch.nn.AdaptiveAvgPool2d((out, 1))(x)[0, 0, :, 0]
+        for i in range(out):
+            start, end = int(evaluate("floor(i*H/out)", {"i": i, "H": h, "out": out})), int(evaluate("ceil((i+1)*H/out)", {"i": i, "H": h, "out": out}))
+            assert got[i].item() == pytest.approx(sum(range(start, end)) / (end - start)), (h, out, i)
+        if h % out == 0:
+            k = int(evaluate("H/out", {"H": h, "out": out}))
+            assert torch.equal(torch.nn.AdaptiveAvgPool2d((out, 2))(x), torch.nn.AvgPool2d((k, 1), (k, 1))(x))
+
+
 def check_depthwise(_: str) -> None:
     nn = torch_or_skip().nn
     conv = nn.Conv2d(64, 64, 3, groups=64)
@@ -821,6 +848,9 @@ FORMULAS: dict[str, Callable[[], None]] = {
     "ceil((target - RF) / (2*J))": lambda: check_layers_needed("ceil((target - RF) / (2*J))"),
     "G = C_in": lambda: check_depthwise(""),
     "J = 1/2": lambda: check_transpose_jump(""),
+    "floor(i*H/out)": lambda: check_adaptive_windows(""),
+    "ceil((i+1)*H/out)": lambda: check_adaptive_windows(""),
+    "H/out": lambda: check_adaptive_windows(""),
     "[C_in, C_out/G, kH, kW]": lambda: check_transpose_weight(""),
     "+ C_out": lambda: check_bias_term(""),
     "+ out_features": lambda: check_bias_term(""),
@@ -832,7 +862,7 @@ FORMULAS: dict[str, Callable[[], None]] = {
 # Names, layouts and fragments that state no arithmetic.
 PLAIN = re.compile(r"^(\[?[A-Za-z_][\w, ]*\]?|\"\w+\"|\{\"input_shape\": \.\.\., \"layers\": \[\.\.\.\]\}|\[N, C, H, W\]|"
                    r"\| # \| layer \| output shape \| RF \| jump \| params \| MACs \||optimal: true|max\(S, D\)|"
-                   r"layer \d+\.body\.\d+|print\(model\))$")
+                   r"layer \d+\.body\.\d+|print\(model\)|torch\.flatten|forward\(\))$")
 GIVEN = re.compile(r"^[A-Za-z_]\w* = \d+(, [A-Za-z_]\w* = \d+)*$")  # a stated input: `K = 4, S = 2, P = 1`
 TOOL_CALL = re.compile(r"^(\w+)\((.*?)\)(?: -> (\w+) (.+))?$")
 
