@@ -89,22 +89,20 @@ class WindowStep:
         lo = y * self.s - self.p
         return lo, lo + (self.k - 1) * self.d
 
-    def clipped(self, a: int, b: int) -> tuple[int, int] | None:
-        """Input pixels inside [0, n) that outputs a..b read (exact taps, dilation gaps respected)."""
-        k, s, p, d, n = self.k, self.s, self.p, self.d, self.n
-        if d == 1:
-            lo, hi = max(0, a * s - p), min(n - 1, b * s - p + k - 1)
-            return (lo, hi) if lo <= hi else None
-        lo = hi = None
-        for t in range(k):
-            off = t * d - p
-            x = max(a, -(off // s))
-            if x <= b and x * s + off <= n - 1:
-                lo = x * s + off if lo is None else min(lo, x * s + off)
-            x = min(b, (n - 1 - off) // s)
-            if x >= a and x * s + off >= 0:
-                hi = x * s + off if hi is None else max(hi, x * s + off)
-        return None if lo is None or hi is None or lo > hi else (lo, hi)
+    def pre(self, out: int) -> int:
+        """Input pixels in [0, n) (a bit set) that the output pixels in bit set `out` read."""
+        spread = _spread(out, self.s)
+        if self.d == 1:
+            reads, span = spread, 1
+            while span < self.k:  # OR of the k shifts, by doubling
+                step = min(span, self.k - span)
+                reads |= reads << step
+                span += step
+        else:
+            reads = 0
+            for t in range(self.k):
+                reads |= spread << (t * self.d)
+        return _shift(reads, -self.p) & ((1 << self.n) - 1)
 
 
 class TransposeStep:
@@ -129,16 +127,11 @@ class TransposeStep:
                 hi = q if hi is None else max(hi, q)
         return None if lo is None else (lo, hi)
 
-    def clipped(self, a: int, b: int) -> tuple[int, int] | None:
-        k, s, p, d, n = self.k, self.s, self.p, self.d, self.n
-        lo = hi = None
-        for t in range(k):
-            i_lo = max(0, -((t * d - a - p) // s))
-            i_hi = min(n - 1, (b + p - t * d) // s)
-            if i_lo <= i_hi:
-                lo = i_lo if lo is None else min(lo, i_lo)
-                hi = i_hi if hi is None else max(hi, i_hi)
-        return None if lo is None else (lo, hi)
+    def pre(self, out: int) -> int:
+        reads = 0
+        for t in range(self.k):  # input i feeds output i*s - p + t*d
+            reads |= _compress(_shift(out, self.p - t * self.d), self.s)
+        return reads & ((1 << self.n) - 1)
 
 
 class AdaptiveStep:
@@ -153,8 +146,35 @@ class AdaptiveStep:
     def span(self, i: int) -> tuple[int, int]:
         return (i * self.n) // self.m, -((-(i + 1) * self.n) // self.m) - 1
 
-    def clipped(self, a: int, b: int) -> tuple[int, int] | None:
-        return self.span(a)[0], self.span(b)[1]
+    def pre(self, out: int) -> int:
+        reads, i = 0, 0
+        while out:
+            if out & 1:
+                lo, hi = self.span(i)
+                reads |= ((1 << (hi - lo + 1)) - 1) << lo
+            out >>= 1
+            i += 1
+        return reads
+
+
+def _shift(bits: int, offset: int) -> int:
+    """Move every set bit by offset (bits pushed below 0 fall off)."""
+    return bits << offset if offset >= 0 else bits >> -offset
+
+
+def _spread(bits: int, s: int) -> int:
+    """Bit x -> bit x*s."""
+    if s == 1 or bits == 0:
+        return bits
+    return int(("0" * (s - 1)).join(bin(bits)[:1:-1])[::-1], 2)
+
+
+def _compress(bits: int, s: int) -> int:
+    """Bit x*s -> bit x; bits off the multiples of s are dropped."""
+    if s == 1 or bits == 0:
+        return bits
+    kept = bin(bits)[:1:-1][::s]
+    return int(kept[::-1], 2) if "1" in kept else 0
 
 
 class AxisRF:
@@ -200,7 +220,7 @@ class AxisRF:
 
     def then(self, step: Any) -> AxisRF:
         """The map after one more layer `step` (its output pixel -> this map's pixels -> input region)."""
-        if self.period == 1 and step.period == 1 and not isinstance(step, TransposeStep):
+        if self.period == 1 and step.period == 1 and not isinstance(step, TransposeStep) and self.tops[0] is not None:
             # the affine case: Araujo et al.'s recurrence, the one copy in arithmetic.receptive_field_step
             t, b = self.tops[0], self.bottoms[0]
             rf, jump, start = receptive_field_step(b - t + 1, self.shift, (t + b) / 2, step.k, step.s, step.p, step.d) \
@@ -398,6 +418,11 @@ def _conv(w: _Walk, layer: Conv2d, x: _T, rf, path: str, where: str) -> _Rec:
     if x.h is None:
         return _Rec(path, "conv2d", x, _T(x.n, False, cout), params, 0, 0, formula, None, None, None, None)
     check_padding_mode((x.h, x.w), before, after, layer.padding_mode)
+    if layer.padding_mode == "circular" and rf is not None and max(*before, *after) > 0:
+        w.warnings.append(
+            f"{where}: circular padding wraps around, so pixels near one border also see the opposite border; "
+            "the regions reported here count padding as the zero-padding case does"
+        )
     size = []
     for i, axis, n in ((0, "H", x.h), (1, "W", x.w)):
         try:
@@ -623,21 +648,23 @@ _HANDLERS = {
 # ---------------------------------------------------------------- walking back from one output pixel
 
 
-def _walk_back(recs: list[_Rec], axis: int, a: int, b: int) -> tuple[int, int] | None:
-    """Input pixels (clipped to every map on the way) that outputs a..b of this sequence depend on."""
+def _walk_back(recs: list[_Rec], axis: int, out: int) -> int:
+    """The input pixels (a bit set, exact: every map's padding and stride gaps respected) that the output pixels `out` read."""
     for rec in reversed(recs):
         if rec.paths is not None:
-            spans = [_walk_back(p, axis, a, b) for p in rec.paths]
-            spans = [s for s in spans if s is not None]
-            if not spans:
-                return None
-            a, b = min(s[0] for s in spans), max(s[1] for s in spans)
+            out = _block_back(rec, axis, out)
         elif rec.steps is not None:
-            span = rec.steps[axis].clipped(a, b)
-            if span is None:
-                return None
-            a, b = span
-    return a, b
+            out = rec.steps[axis].pre(out)
+        if not out:
+            return 0
+    return out
+
+
+def _block_back(rec: _Rec, axis: int, out: int) -> int:
+    reads = 0
+    for path in rec.paths:
+        reads |= _walk_back(path, axis, out)
+    return reads
 
 
 # ---------------------------------------------------------------- results
@@ -814,7 +841,7 @@ def _rf_fields(rf) -> tuple[list[int], list, list]:
     if rf is None:
         return [], [], []
     h, w = rf
-    if h.period == 1 and w.period == 1:  # the common affine case, without Fractions
+    if h.period == 1 and w.period == 1 and h.tops[0] is not None and w.tops[0] is not None:  # affine: no Fractions
         return ([h.bottoms[0] - h.tops[0] + 1, w.bottoms[0] - w.tops[0] + 1], [h.shift, w.shift], [-h.tops[0], -w.tops[0]])
     return [h.size, w.size], [_num(h.stride), _num(w.stride)], [_num(h.padding), _num(w.padding)]
 
@@ -923,12 +950,16 @@ def _position(report: ReceptiveFieldReport, done: Walked, output_position: Any) 
         done.warnings.append(f"output pixel [{py}, {px}] receives no input pixel (no kernel tap reaches it)")
         return
     report.input_region = Region(top=rh.top(py), left=rw.top(px), bottom=rh.bottom(py), right=rw.bottom(px))
-    sh = _walk_back(done.records, 0, py, py)
-    sw = _walk_back(done.records, 1, px, px)
-    if sh is None or sw is None:
+    rows = _walk_back(done.records, 0, 1 << py)
+    cols = _walk_back(done.records, 1, 1 << px)
+    if not rows or not cols:
         done.warnings.append(f"output pixel [{py}, {px}] reads only padding: no pixel of the image reaches it")
         return
-    report.input_region_clipped = Region(top=sh[0], left=sw[0], bottom=sh[1], right=sw[1])
+    report.input_region_clipped = Region(top=_low(rows), left=_low(cols), bottom=rows.bit_length() - 1, right=cols.bit_length() - 1)
+
+
+def _low(bits: int) -> int:
+    return (bits & -bits).bit_length() - 1
 
 
 def parameter_count(
