@@ -270,3 +270,48 @@ def test_the_gate_compares_the_token_in_constant_time_and_lets_lifespan_through(
     sent = anyio.run(drive)
     assert seen == ["lifespan", "http"]
     assert sent[0]["status"] == 401
+
+
+def test_help_documents_every_flag_and_every_limit():
+    from dataclasses import fields
+
+    from server.limits import Limits
+
+    out = subprocess.run([sys.executable, "-m", "server", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for flag in (
+        "--transport",
+        "--host",
+        "--port",
+        "--token",
+        "--allowed-host",
+        "--allowed-origin",
+        "--stateless",
+        "--json-response",
+        "--workers",
+        "--max-request-bytes",
+        "CONV_MCP_TOKEN",
+        "/health",
+    ):
+        assert flag in out.stdout, flag
+    for f in fields(Limits):
+        assert f"--{f.name.replace('_', '-')}" in out.stdout, f.name
+        assert f"CONV_MCP_{f.name.upper()}" in out.stdout.replace("\n", "").replace(" ", ""), f.name
+
+
+def test_limit_flags_are_written_into_the_process_limits():
+    from dataclasses import asdict
+
+    from server.__main__ import apply_limits, parse_args
+    from server.limits import LIMITS
+
+    saved = asdict(LIMITS)
+    try:
+        env = apply_limits(parse_args(["--max-input-elements", "1234", "--max-design-time-s", "2.5"]))
+        assert LIMITS.max_input_elements == 1234 and LIMITS.max_design_time_s == 2.5
+        assert env == {"CONV_MCP_MAX_INPUT_ELEMENTS": "1234", "CONV_MCP_MAX_DESIGN_TIME_S": "2.5"}
+    finally:
+        for name, value in saved.items():
+            setattr(LIMITS, name, value)
+    with pytest.raises(SystemExit):
+        parse_args(["--max-macs", "0"])
