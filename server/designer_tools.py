@@ -5,7 +5,7 @@ second, and a cancelled call sets the flag the search polls, so the thread stops
 """
 
 import threading
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 import anyio
 from mcp.server import MCPServer
@@ -17,7 +17,7 @@ from pydantic import Field
 from skills.designer import DesignReport, design_architecture
 from skills.errors import LimitError
 
-from .app import READ_ONLY, IntOrPair, structured
+from .app import READ_ONLY, structured
 from .errors import domain_errors
 from .limits import LIMITS, Limits
 
@@ -25,6 +25,8 @@ PROGRESS_EVERY_S = 0.25
 DEFAULT_TIME_LIMIT_S = 10.0
 
 Dim = Annotated[int, Field(ge=1, le=1_000_000)]
+Px = Annotated[int, Field(ge=1, le=1_000_000_000)]
+PxOrPair = Union[Px, Annotated[list[Px], Field(min_length=1, max_length=2)]]
 SmallList = Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1, max_length=16)]
 
 
@@ -68,9 +70,9 @@ def register(server: MCPServer) -> None:
     async def design_architecture_tool(
         input_shape: Annotated[list[Dim], Field(min_length=3, max_length=4, description="[C, H, W] or [N, C, H, W] (MACs count the batch)")],
         param_budget: Annotated[int, Field(ge=1, le=10**15, description="most trainable parameters a design may have")],
-        target_receptive_field: Annotated[IntOrPair, Field(description="receptive field to reach, px: R or [h, w]")],
+        target_receptive_field: Annotated[PxOrPair, Field(description="receptive field to reach, px: R or [h, w]")],
         ctx: Context,
-        output_size: Annotated[IntOrPair | None, Field(description="required final spatial size: S or [h, w]")] = None,
+        output_size: Annotated[PxOrPair | None, Field(description="required final spatial size: S or [h, w]")] = None,
         max_layers: Annotated[int, Field(ge=1, le=32, description="most conv layers in a design")] = 8,
         kernel_sizes: Annotated[SmallList, Field(description="square kernel sizes to choose from")] = [3, 5, 7],  # noqa: B006
         strides: Annotated[SmallList, Field(description="strides to choose from")] = [1, 2],  # noqa: B006

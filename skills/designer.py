@@ -45,6 +45,7 @@ DEFAULT_WIDTHS = (16, 32, 64, 128)
 DEFAULT_MAX_STATES = 5_000_000
 
 _INF = 1 << 62
+_HUGE = 10**12  # larger sizes are no real image and only make the messages unreadable
 _UNREACHABLE = (_INF, _INF, _INF)
 # Components of a cost vector, and the lexicographic order each objective compares them in.
 _P, _M, _L = 0, 1, 2
@@ -195,7 +196,7 @@ class _Search:
         self.q_cap = [self.dmin_wide * max(space.strides) ** r for r in range(space.max_layers + 1)]
         self._len_memo: dict[tuple[int, int], int] = {}
         self._bound_memo: dict[tuple, tuple[int, int, int]] = {}
-        self.generated = 0
+        self.generated = self.ticks = 0
         self.max_states = DEFAULT_MAX_STATES
         self.deadline = float("inf")
         self.should_stop: Callable[[], bool] | None = None
@@ -264,7 +265,7 @@ class _Search:
                 bl = min(bl, 1 + cl)
             res = (bp, bm, bl) if bp < _INF else _UNREACHABLE
         self._bound_memo[key] = res
-        if len(self._bound_memo) & 4095 == 0:
+        if len(self._bound_memo) & 255 == 0:
             self.check()
         return res
 
@@ -341,6 +342,7 @@ class _Search:
         max_states: int = DEFAULT_MAX_STATES,
         progress: ProgressFn | None = None,
         should_stop: Callable[[], bool] | None = None,
+        front: list[tuple] | None = None,
     ) -> _Outcome:
         """A* in the objective's lexicographic order; with pareto=True, collect the (params, MACs, layers) front instead."""
         self.deadline, self.max_states, self.should_stop = deadline, max_states, should_stop
@@ -351,7 +353,7 @@ class _Search:
         self.cost = [(0, 0, 0)]
         self.state = [(self.h0, self.w0, self.start_need(), self.c0, self.start_extra())]
         self.heap = []
-        self.front = []
+        self.front = [] if front is None else list(front)
         goals: list[int] = []
         self.explored = explored = 0
         stopped = None
@@ -371,6 +373,7 @@ class _Search:
         parent, pick, cost, state, heap, front = self.parent, self.pick, self.cost, self.state, self.heap, self.front
         kept: dict[tuple, list[tuple[int, int, int]]] = {}
         push, pop = heapq.heappush, heapq.heappop
+        memo_get = self._bound_memo.get
 
         def dominated(labels: list[tuple[int, int, int]] | None, p: int, m: int, layers: int) -> bool:
             # dropped only when `keep` kept labels are at least as good on all three: their completions come first
@@ -450,7 +453,8 @@ class _Search:
                 for co in widths:
                     if monotone and layers and co < c:
                         continue
-                    bp, bm, bl = self.bound(ho, wo, need2, co, rem, gx)
+                    b = memo_get((ho, wo, need2, co, rem, gx))
+                    bp, bm, bl = b if b is not None else self.bound(ho, wo, need2, co, rem, gx)
                     if bp >= _INF:
                         continue
                     p2 = p + co * (c * kk + 1 + bn)
@@ -665,6 +669,11 @@ def design_architecture(
         raise SpecError(f"max_layers and top_k must be >= 1, got max_layers={max_layers}, top_k={top_k}")
     target = pair(target_receptive_field, "target_receptive_field", minimum=1)
     out = None if output_size is None else pair(output_size, "output_size", minimum=1)
+    for name, values in (("input_shape", input_shape), ("target_receptive_field", target), ("output_size", out or ())):
+        if any(v > _HUGE for v in values):
+            raise SpecError(f"{name} values must be at most {_HUGE:,}, got a larger one")
+    if param_budget is not None and param_budget > _HUGE**2:
+        raise SpecError(f"param_budget must be at most {_HUGE**2:,}, got a larger one")
     space = SearchSpace(
         input_shape=list(input_shape), param_budget=param_budget, target_receptive_field=list(target),
         output_size=None if out is None else list(out), max_layers=max_layers,
@@ -695,7 +704,9 @@ def design_architecture(
                 "raise time_limit_s / max_states or narrow the space (fewer widths, kernel_sizes, max_layers)"
             )
     elif not seqs:
-        raise InfeasibleError(_explain(space, param_budget, options, began + max(time_limit_s, 1.0)))
+        raise InfeasibleError(
+            _explain(space, param_budget, options, time.perf_counter() + max(time_limit_s, 1.0), max_states, should_stop)
+        )
     designs = [_build_design(search, seq, i + 1, activation) for i, seq in enumerate(seqs)]
     front: list[ParetoPoint] = []
     pareto_complete = False
@@ -703,13 +714,25 @@ def design_architecture(
         fsearch = _Search(space, param_budget, **options)
         fsearch._bound_memo = search._bound_memo  # same relaxation, same geometry
         fsearch._len_memo = search._len_memo
+        # Seed the front with the lexicographic optimum of each objective (each is on the front): early pruning.
+        seeds = [(*search.cost[outcome.goals[0]], tuple(seqs[0]))]
+        for other in _ORDER:
+            if other != objective:
+                one = _Search(space, param_budget, **options)
+                one._bound_memo, one._len_memo = search._bound_memo, search._len_memo
+                got = one.run(other, 1, deadline=deadline, max_states=max_states, should_stop=should_stop)
+                if got.goals:
+                    seeds.append((*one.cost[got.goals[0]], tuple(one.path(got.goals[0]))))
+        kept_seeds: list[tuple] = []
+        for seed in sorted(seeds, key=lambda x: x[:3]):
+            if not any(q[0] <= seed[0] and q[1] <= seed[1] and q[2] <= seed[2] for q in kept_seeds):
+                kept_seeds.append(seed)
         fout = fsearch.run(
-            objective, 1, pareto=True, deadline=deadline,
-            max_states=max_states, should_stop=should_stop,
+            objective, 1, pareto=True, deadline=deadline, max_states=max_states, should_stop=should_stop, front=kept_seeds
         )
         pareto_complete = fout.optimal
-        for p, m, layers, nid in sorted(fsearch.front):
-            seq = fsearch.path(nid)
+        for p, m, layers, ref in sorted(fsearch.front, key=lambda x: x[:3]):
+            seq = list(ref) if isinstance(ref, tuple) else fsearch.path(ref)
             front.append(
                 ParetoPoint(params=p, macs=m, depth=layers, summary=_summary(fsearch, seq),
                             layers=_build_design(fsearch, seq, 0, activation).layers)
@@ -751,9 +774,27 @@ def _anytime(search: _Search, seqs: list, top_k: int, order: tuple[int, int, int
     return (seqs + extra)[:top_k]
 
 
-def _explain(space: SearchSpace, budget: int | None, options: dict, deadline: float) -> str:
+def _explain(
+    space: SearchSpace, budget: int | None, options: dict, deadline: float, max_states: int,
+    should_stop: Callable[[], bool] | None,
+) -> str:
     """Which constraint is out of reach, and by how much."""
+    try:
+        return _explain_within(space, budget, options, deadline, max_states, should_stop)
+    except _Stop as stop:
+        return (
+            "no design in the space fits (the search covered all of it), and working out which constraint is out of "
+            f"reach stopped ({stop.args[0]}); relax param_budget, target_receptive_field or output_size, "
+            "or widen the space (max_layers, kernel_sizes, strides, dilations, widths)"
+        )
+
+
+def _explain_within(
+    space: SearchSpace, budget: int | None, options: dict, deadline: float, max_states: int,
+    should_stop: Callable[[], bool] | None,
+) -> str:
     search = _Search(space, None, monotone=False, gridding=False, redundant=False)
+    search.deadline, search.max_states, search.should_stop = deadline, max_states, should_stop
     layers = space.max_layers
     target = search.target
     where = f"within {layers} layer{'s' if layers != 1 else ''}"
@@ -782,7 +823,7 @@ def _explain(space: SearchSpace, budget: int | None, options: dict, deadline: fl
     with_opts = [name for name, flag in (("monotone_widths", options["monotone"]), ("reject_gridding", options["gridding"]),
                                          ("reject_redundant", options["redundant"])) if flag]
     free = _Search(space, None, **options)
-    outcome = free.run("params", 1, deadline=deadline)
+    outcome = free.run("params", 1, deadline=deadline, max_states=max_states, should_stop=should_stop)
     shape = f" ending at output_size {list(search.out)}" if search.out is not None else ""
     if outcome.goals:
         p = free.cost[outcome.goals[0]][0]
@@ -809,6 +850,9 @@ def _max_growth(search: _Search, h: int, w: int, rem: int, out: tuple[int, int] 
     key = (h, w, rem)
     if key in memo:
         return memo[key]
+    search.ticks += 1
+    if search.ticks & 255 == 0:
+        search.check()
     best = 0 if out is None or (h, w) == out else -_INF
     if rem > 0:
         for ci, ch in enumerate(search.choices):
@@ -829,6 +873,9 @@ def _reachable_sizes(search: _Search, layers: int) -> set[tuple[int, int]]:
     for _ in range(layers):
         nxt = set()
         for h, w in frontier:
+            search.ticks += 1
+            if search.ticks & 255 == 0:
+                search.check()
             for ci in range(len(search.choices)):
                 ho = search.length(h, ci)
                 wo = search.length(w, ci) if ho else 0

@@ -1,0 +1,148 @@
+"""Benchmark: design_architecture against brute-force enumeration, in one run.
+
+1. The issue's space (input 3x224x224, target RF 200, budget 500,000 params, max_layers 10, kernel_sizes
+   {1,3,5,7}, strides {1,2}, dilations {1,2}, six widths): time to a proven optimum per objective, with and
+   without the Pareto front, and with the options on.
+2. A space small enough for brute force (~10 s): every sequence enumerated depth-first (prefix figures shared,
+   nothing pruned but kernels that do not fit), the best top_k per objective compared with the designer's, and
+   the speed ratio.
+
+Pure Python, single process, one thread (no NumPy or torch involved). Run: python bench/bench_designer.py [--quick]
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from skills.arithmetic import conv_output_length, receptive_field_step  # noqa: E402
+from skills.designer import design_architecture  # noqa: E402
+from skills.errors import GeometryError  # noqa: E402
+
+OBJECTIVES = ("params", "macs", "layers")
+ORDER = {"params": (0, 2, 1), "macs": (1, 2, 0), "layers": (2, 1, 0)}  # indices into (params, MACs, depth)
+
+ISSUE = dict(
+    input_shape=[3, 224, 224], param_budget=500_000, target_receptive_field=200, max_layers=10,
+    kernel_sizes=[1, 3, 5, 7], strides=[1, 2], dilations=[1, 2], widths=[16, 32, 48, 64, 96, 128],
+)
+
+
+def timed(fn, repeats):
+    """(median seconds, last result) over `repeats` calls."""
+    times, result = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def brute_force(input_shape, param_budget, target_receptive_field, max_layers, kernel_sizes, strides, dilations, widths, top_k):
+    """Enumerate every stack of 1..max_layers convs; the top_k (params, MACs, depth) per objective, and the count."""
+    c0, h0, w0 = input_shape
+    dmin = min(dilations)
+    choices = [
+        (k, s, d, d * (k - 1) // 2) for k in kernel_sizes for s in strides for d in dilations if not (k == 1 and d != dmin)
+    ]
+    fitting = []
+    count = 0
+
+    def walk(depth, h, w, c, rf, jump, params, macs):
+        nonlocal count
+        for k, s, d, pad in choices:
+            try:
+                ho = conv_output_length(h, k, s, pad, pad, d)
+                wo = conv_output_length(w, k, s, pad, pad, d)
+            except GeometryError:
+                continue
+            rf2, jump2, _ = receptive_field_step(rf, jump, 0.0, k, s, pad, d)
+            for co in widths:
+                count += 1
+                p = params + co * c * k * k + co
+                m = macs + ho * wo * co * c * k * k
+                if p <= param_budget and rf2 >= target_receptive_field:
+                    fitting.append((p, m, depth + 1))
+                if depth + 1 < max_layers:
+                    walk(depth + 1, ho, wo, co, rf2, jump2, p, m)
+
+    walk(0, h0, w0, c0, 1, 1, 0, 0)
+    best = {}
+    for objective in OBJECTIVES:
+        order = ORDER[objective]
+        best[objective] = sorted(tuple(f[i] for i in order) for f in fitting)[:top_k]
+    return best, count
+
+
+def keys(report, objective):
+    return [tuple((d.params, d.macs, d.depth)[i] for i in ORDER[objective]) for d in report.designs]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller brute-force space (~1 s)")
+    args = parser.parse_args()
+    repeats = 5
+
+    print("1. The issue's space: 3x224x224, target RF 200, budget 500,000, max_layers 10, kernels {1,3,5,7},")
+    print("   strides {1,2}, dilations {1,2}, widths {16,32,48,64,96,128}; median of", repeats, "fresh calls")
+    print()
+    print(f"| {'objective':<9} | {'options':<22} | {'time s':>7} | {'optimal':<7} | {'states':>7} | {'best params':>11} | {'best MACs':>13} | {'depth':>5} | front |")
+    print(f"|{'-' * 11}|{'-' * 24}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 13}|{'-' * 15}|{'-' * 7}|-------|")
+    rows = [
+        (objective, label, opts)
+        for objective in OBJECTIVES
+        for label, opts in (("(none), no front", {"pareto": False}), ("(none)", {}))
+    ] + [
+        ("params", "reject_gridding", {"reject_gridding": True}),
+        ("params", "gridding+monotone+BN", {"reject_gridding": True, "monotone_widths": True, "batch_norm": True}),
+        ("params", "reject_redundant", {"reject_redundant": True}),
+    ]
+    for objective, label, opts in rows:
+        seconds, report = timed(lambda: design_architecture(**ISSUE, objective=objective, **opts), repeats)
+        best = report.designs[0]
+        front = f"{len(report.pareto_front)}" if report.pareto_front else "-"
+        print(
+            f"| {objective:<9} | {label:<22} | {seconds:>7.3f} | {str(report.optimal):<7} | {report.explored:>7,} | "
+            f"{best.params:>11,} | {best.macs:>13,} | {best.depth:>5} | {front:>5} |"
+        )
+    print()
+    report = design_architecture(**ISSUE, pareto=False)
+    print("   best by params:", report.designs[0].summary, "| RF", report.designs[0].receptive_field[0])
+    report = design_architecture(**ISSUE, reject_gridding=True, pareto=False)
+    print("   best by params, no holes in the RF:", report.designs[0].summary, "| RF", report.designs[0].receptive_field[0])
+    print()
+
+    if args.quick:
+        small = dict(input_shape=[3, 64, 64], param_budget=60_000, target_receptive_field=40, max_layers=4,
+                     kernel_sizes=[1, 3, 5], strides=[1, 2], dilations=[1, 2], widths=[8, 16])
+    else:
+        small = dict(input_shape=[3, 64, 64], param_budget=60_000, target_receptive_field=40, max_layers=5,
+                     kernel_sizes=[3, 5, 7], strides=[1, 2], dilations=[1], widths=[8, 16, 32])
+    top_k = 3
+    print(f"2. Brute force vs the designer, top {top_k} per objective: {small}")
+    t = time.perf_counter()
+    best, count = brute_force(**small, top_k=top_k)
+    brute_s = time.perf_counter() - t
+    print(f"   brute force: {count:,} stacks enumerated in {brute_s:.2f} s (all three objectives in one pass)")
+    print()
+    print(f"| {'objective':<9} | {'brute force s':>13} | {'designer s':>10} | {'ratio':>8} | same top {top_k} | best (objective, tie-breaks) |")
+    print(f"|{'-' * 11}|{'-' * 15}|{'-' * 12}|{'-' * 10}|{'-' * 12}|{'-' * 29}|")
+    for objective in OBJECTIVES:
+        seconds, report = timed(
+            lambda: design_architecture(**small, objective=objective, top_k=top_k, pareto=False), repeats
+        )
+        same = report.optimal and keys(report, objective) == best[objective]
+        print(
+            f"| {objective:<9} | {brute_s:>13.2f} | {seconds:>10.4f} | {brute_s / seconds:>7,.0f}x | {str(same):<10} | "
+            f"{best[objective][0]} |"
+        )
+        if not same:
+            print("   MISMATCH:", keys(report, objective), "vs", best[objective])
+
+
+if __name__ == "__main__":
+    main()
