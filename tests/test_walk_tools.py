@@ -1,0 +1,121 @@
+"""shape_calculator, receptive_field and parameter_count through the real SDK Client, in both protocol eras."""
+
+import pytest
+from mcp import Client
+
+from server.app import build_server
+from server.limits import LIMITS
+from skills import zoo
+
+pytestmark = pytest.mark.anyio
+
+ERAS = ["auto", "legacy"]
+WALK_TOOLS = {
+    "shape_calculator": {"input_shape", "layers", "spec"},
+    "receptive_field": {"input_shape", "layers", "spec", "output_position"},
+    "parameter_count": {"input_shape", "layers", "spec"},
+}
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_the_walk_tools_are_listed_with_the_contracts_arguments_and_output_schemas(mode):
+    async with Client(build_server(), mode=mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    for name, arguments in WALK_TOOLS.items():
+        tool = tools[name]
+        assert set(tool.input_schema["properties"]) == arguments
+        assert tool.annotations.read_only_hint is True and tool.title and tool.description
+        assert "$ref" not in str(tool.input_schema)  # flat: layers is an array of objects, validated by skills.spec
+    assert tools["shape_calculator"].input_schema["required"] == ["input_shape"]
+    assert {"output_shape", "total_params", "total_buffers", "total_macs", "receptive_field", "layers"} <= set(
+        tools["shape_calculator"].output_schema["properties"]
+    )
+    assert {"receptive_field", "effective_stride", "effective_padding", "input_region", "input_region_clipped"} <= set(
+        tools["receptive_field"].output_schema["properties"]
+    )
+    assert {"total_params", "total_buffers", "layers"} <= set(tools["parameter_count"].output_schema["properties"])
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_shape_calculator_on_vgg16_gives_torchvisions_numbers_and_a_table(mode):
+    async with Client(build_server(), mode=mode) as client:
+        result = await client.call_tool("shape_calculator", {"input_shape": [3, 224, 224], "layers": zoo.vgg16()})
+    assert not result.is_error
+    data = result.structured_content
+    # torchvision.models docs: VGG16 138,357,544 params, 15.47 GFLOPS (MACs)
+    assert (data["total_params"], data["total_macs"], data["output_shape"]) == (138_357_544, 15_470_264_320, [1000])
+    row = data["layers"][0]
+    assert {k: row[k] for k in ("index", "type", "input_shape", "output_shape", "params", "macs", "receptive_field", "effective_stride")} == {
+        "index": 0, "type": "conv2d", "input_shape": [3, 224, 224], "output_shape": [64, 224, 224], "params": 1792,
+        "macs": 86_704_128, "receptive_field": [3, 3], "effective_stride": [1, 1],
+    }
+    text = result.content[0].text
+    assert "params 138,357,544" in text and "MACs 15,470,264,320" in text
+    assert "conv2d" in text.splitlines()[2]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_receptive_field_with_an_output_position_gives_the_region_before_and_after_clipping(mode):
+    async with Client(build_server(), mode=mode) as client:
+        result = await client.call_tool(
+            "receptive_field", {"input_shape": [3, 224, 224], "layers": zoo.vgg16_features(), "output_position": [0, 6]}
+        )
+    data = result.structured_content
+    # Araujo et al. 2019: VGG16 r = 212, S = 32, P = 90; pixel x=6 starts at 6*32 - 90 = 102
+    assert (data["receptive_field"], data["effective_stride"], data["effective_padding"]) == ([212, 212], [32, 32], [90, 90])
+    assert data["input_region"] == {"top": -90, "left": 102, "bottom": 121, "right": 313}
+    assert data["input_region_clipped"] == {"top": 0, "left": 102, "bottom": 121, "right": 223}
+    assert "output pixel [0, 6]" in result.content[0].text
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_parameter_count_writes_each_formula(mode):
+    async with Client(build_server(), mode=mode) as client:
+        result = await client.call_tool("parameter_count", {"spec": "conv3-64, conv3-64, maxpool", "input_shape": [3, 32, 32]})
+        by_text = await client.call_tool(
+            "parameter_count",
+            {"layers": [{"type": "conv2d", "in_channels": 3, "out_channels": 64, "kernel_size": 3}, {"type": "batchnorm2d"}]},
+        )
+    assert result.structured_content["layers"][0]["formula"] == "64*3*3*3 + 64 = 1,792"
+    assert result.structured_content["total_params"] == 1792 + 36928
+    assert "64*64*3*3 + 64 = 36,928" in result.content[0].text
+    assert by_text.structured_content["total_buffers"] == 129
+    assert "buffers 2*64 + 1 = 129" in by_text.content[0].text
+
+
+async def test_a_printed_sequential_is_accepted_as_spec():
+    spec = "Sequential(\n  (0): Conv2d(1, 16, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))\n  (1): ReLU(inplace=True)\n)"
+    async with Client(build_server()) as client:
+        result = await client.call_tool("shape_calculator", {"input_shape": [1, 128, 128], "spec": spec})
+    assert result.structured_content["output_shape"] == [16, 64, 64]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_bad_networks_are_tool_errors_that_name_layer_field_and_numbers_and_the_server_keeps_answering(mode):
+    async with Client(build_server(), mode=mode) as client:
+        vanish = await client.call_tool("shape_calculator", {"input_shape": [3, 5, 5], "layers": [
+            {"type": "relu"}, {"type": "relu"}, {"type": "relu"}, {"type": "conv2d", "out_channels": 8, "kernel_size": 7}]})
+        assert vanish.is_error
+        assert "layer 3 (conv2d): kernel spans 7 px (kernel_size=7, dilation=1) but the padded input is 5 px" in vanish.content[0].text
+        unknown = await client.call_tool("shape_calculator", {"input_shape": [3, 8, 8], "layers": [{"type": "conv3d"}]})
+        assert unknown.is_error and "layer 0: unknown type 'conv3d'" in unknown.content[0].text
+        outside = await client.call_tool("receptive_field", {"input_shape": [1, 8, 8], "layers": [{"type": "maxpool2d", "kernel_size": 2}],
+                                                              "output_position": [0, 9]})
+        assert outside.is_error and "output_position [0, 9] is outside the output" in outside.content[0].text
+        no_shape = await client.call_tool("parameter_count", {"layers": [{"type": "conv2d", "out_channels": 8, "kernel_size": 3}]})
+        assert no_shape.is_error and "give input_shape or in_channels" in no_shape.content[0].text
+        neither = await client.call_tool("shape_calculator", {"input_shape": [3, 8, 8]})
+        assert neither.is_error and "`layers`" in neither.content[0].text
+        good = await client.call_tool("shape_calculator", {"input_shape": [1, 128, 128], "layers": zoo.lesson_exercise()})
+        assert not good.is_error and good.structured_content["receptive_field"] == [13, 13]
+
+
+async def test_limits_are_named_with_how_to_raise_them(monkeypatch):
+    monkeypatch.setattr(LIMITS, "max_layers", 10)
+    monkeypatch.setattr(LIMITS, "max_spec_chars", 20)
+    async with Client(build_server()) as client:
+        many = await client.call_tool("shape_calculator", {"input_shape": [3, 8, 8], "layers": zoo.deep_stack(11)})
+        long = await client.call_tool("parameter_count", {"spec": "conv3-64, " * 5, "input_shape": [3, 8, 8]})
+    assert many.is_error and "max_layers=10" in many.content[0].text
+    assert "--max-layers" in many.content[0].text and "CONV_MCP_MAX_LAYERS" in many.content[0].text
+    assert long.is_error and "max_spec_chars=20" in long.content[0].text and "--max-spec-chars" in long.content[0].text
