@@ -28,6 +28,8 @@ CHUNK_SECONDS = 0.05  # work done per worker-thread hop before progress is repor
 TEXT_INLINE = 256  # outputs up to this many elements are also written into the text content
 CORNER = 8
 
+# Arrays are validated by skills (short messages naming the place); a typed list[float] would make the SDK echo
+# one validation line per bad item.
 NestedList = Annotated[list[Any], Field(description="nested list of numbers")]
 PaddingArg = NonNegOrPair | Literal["same", "valid"]
 
@@ -231,7 +233,7 @@ def register(server: MCPServer) -> None:
                 + ", ".join(KERNELS)
             ),
         ] = None,
-        bias: Annotated[list[float] | None, Field(description="bias [C_out]")] = None,
+        bias: Annotated[NestedList | None, Field(description="bias [C_out]")] = None,
         stride: Annotated[IntOrPair, Field(description="stride: S or [sH, sW]")] = 1,
         padding: Annotated[
             PaddingArg,
@@ -362,9 +364,7 @@ def register(server: MCPServer) -> None:
             str | None,
             Field(description="a kernel bank name instead of weight (depthwise, groups = C): " + ", ".join(KERNELS)),
         ] = None,
-        bias: Annotated[
-            list[float] | None, Field(description="bias [C_out]; when given, grad_bias is returned")
-        ] = None,
+        bias: Annotated[NestedList | None, Field(description="bias [C_out]; when given, grad_bias is returned")] = None,
         stride: Annotated[IntOrPair, Field(description="stride: S or [sH, sW]")] = 1,
         padding: Annotated[PaddingArg, Field(description="zero padding per side: P, [pH, pW], 'same' or 'valid'")] = 0,
         dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,

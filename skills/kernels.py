@@ -138,7 +138,8 @@ def _lookup(bank: dict[str, Named], name: str, what: str) -> Named:
     try:
         return bank[name]
     except KeyError:
-        raise ArrayError(f"unknown {what} {name!r}; known: {', '.join(bank)}") from None
+        shown = repr(name) if len(str(name)) <= 40 else repr(str(name)[:40]) + "..."
+        raise ArrayError(f"unknown {what} {shown}; known: {', '.join(bank)}") from None
 
 
 def kernel(name: str) -> Named:
