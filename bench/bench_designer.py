@@ -102,7 +102,7 @@ def main() -> None:
         ("params", "reject_redundant", {"reject_redundant": True}),
     ]
     for objective, label, opts in rows:
-        seconds, report = timed(lambda: design_architecture(**ISSUE, objective=objective, **opts), repeats)
+        seconds, report = timed(lambda o=objective, x=opts: design_architecture(**ISSUE, objective=o, **x), repeats)
         best = report.designs[0]
         front = f"{len(report.pareto_front)}" if report.pareto_front else "-"
         print(
@@ -121,7 +121,7 @@ def main() -> None:
                      kernel_sizes=[1, 3, 5], strides=[1, 2], dilations=[1, 2], widths=[8, 16])
     else:
         small = dict(input_shape=[3, 64, 64], param_budget=60_000, target_receptive_field=40, max_layers=5,
-                     kernel_sizes=[3, 5, 7], strides=[1, 2], dilations=[1], widths=[8, 16, 32])
+                     kernel_sizes=[3, 5], strides=[1, 2], dilations=[1, 2], widths=[8, 16])
     top_k = 3
     print(f"2. Brute force vs the designer, top {top_k} per objective: {small}")
     t = time.perf_counter()
@@ -133,7 +133,7 @@ def main() -> None:
     print(f"|{'-' * 11}|{'-' * 15}|{'-' * 12}|{'-' * 10}|{'-' * 12}|{'-' * 29}|")
     for objective in OBJECTIVES:
         seconds, report = timed(
-            lambda: design_architecture(**small, objective=objective, top_k=top_k, pareto=False), repeats
+            lambda o=objective: design_architecture(**small, objective=o, top_k=top_k, pareto=False), repeats
         )
         same = report.optimal and keys(report, objective) == best[objective]
         print(

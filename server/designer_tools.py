@@ -5,7 +5,7 @@ second, and a cancelled call sets the flag the search polls, so the thread stops
 """
 
 import threading
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import anyio
 from mcp.server import MCPServer
@@ -26,7 +26,7 @@ DEFAULT_TIME_LIMIT_S = 10.0
 
 Dim = Annotated[int, Field(ge=1, le=1_000_000)]
 Px = Annotated[int, Field(ge=1, le=1_000_000_000)]
-PxOrPair = Union[Px, Annotated[list[Px], Field(min_length=1, max_length=2)]]
+PxOrPair = Px | Annotated[list[Px], Field(min_length=1, max_length=2)]
 SmallList = Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1, max_length=16)]
 
 

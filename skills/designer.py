@@ -89,6 +89,9 @@ class Design(BaseModel):
     effective_stride: list[int]
     output_shape: list[int]
     summary: str = Field(description="the stack in one line: k<kernel>s<stride>d<dilation>c<width> per conv")
+    receptive_field_holes: bool = Field(
+        description="true when an output pixel skips input pixels inside its receptive field (stride/dilation gridding)"
+    )
 
 
 class ParetoPoint(BaseModel):
@@ -550,6 +553,7 @@ def _build_design(search: _Search, seq: Sequence[tuple[int, int]], rank: int, ac
     convs: list[DesignConv] = []
     total_p = total_b = total_m = 0
     reached = False
+    taps: list[tuple[int, int]] = []  # (step, k-1) of each conv: the offsets one output reads are their sums
     for i, (ci, co) in enumerate(seq):
         ch = search.choices[ci]
         k, s, d, pad = ch.kernel, ch.stride, ch.dilation, ch.padding
@@ -559,6 +563,8 @@ def _build_design(search: _Search, seq: Sequence[tuple[int, int]], rank: int, ac
         params = _conv_params(c, co, k)
         macs = ho * wo * co * c * k * k * n
         span = effective_kernel(k, d)
+        if k > 1:
+            taps.append((jump * d, k - 1))
         sentence = _why(i, len(seq), c, co, k, s, d, span, h, w, ho, wo, rf, rf2, jump2, target, reached, search)
         reached = reached or rf2 >= target
         spec_index = len(spec)
@@ -587,8 +593,18 @@ def _build_design(search: _Search, seq: Sequence[tuple[int, int]], rank: int, ac
     return Design(
         rank=rank, layers=spec, why=why, convs=convs, depth=len(seq), params=total_p, buffers=total_b, macs=total_m,
         receptive_field=[rf, rf], effective_stride=[jump, jump], output_shape=[*batch, c, h, w],
-        summary=_summary(search, seq),
+        summary=_summary(search, seq), receptive_field_holes=_has_holes(taps),
     )
+
+
+def _has_holes(taps: list[tuple[int, int]]) -> bool:
+    """Whether the sums of {0, step, ..., m*step} over the taps skip an offset (steps taken in increasing order)."""
+    reach = 1
+    for step, m in sorted(taps):
+        if step > reach:
+            return True
+        reach += step * m
+    return False
 
 
 def _why(
@@ -708,6 +724,11 @@ def design_architecture(
             _explain(space, param_budget, options, time.perf_counter() + max(time_limit_s, 1.0), max_states, should_stop)
         )
     designs = [_build_design(search, seq, i + 1, activation) for i, seq in enumerate(seqs)]
+    if not reject_gridding and designs[0].receptive_field_holes:
+        notes.append(
+            "design 1's receptive field has holes (strides or dilations skip input pixels, e.g. strided 1x1 convs); "
+            "pass reject_gridding=true for designs that see every pixel of their receptive field"
+        )
     front: list[ParetoPoint] = []
     pareto_complete = False
     if pareto and outcome.optimal:

@@ -115,6 +115,12 @@ def test_the_top_designs_match_brute_force_enumeration(shape, budget, target, ou
         assert (design.params, design.macs, design.depth) == (ref["params"], ref["macs"], ref["depth"])
         assert design.receptive_field == [ref["rf"], ref["rf"]]
         assert design.output_shape[-2:] == [ref["h"], ref["w"]]
+        offsets = {0}
+        jump = 1
+        for k, s, d, _ in seq:
+            offsets = {a + jump * d * t for a in offsets for t in range(k)}
+            jump *= s
+        assert design.receptive_field_holes == (offsets != set(range(max(offsets) + 1)))
     assert len({d.summary for d in report.designs}) == len(report.designs)
 
 
@@ -193,6 +199,16 @@ def test_every_design_re_walked_by_shape_calculator_matches_its_own_figures_the_
     for point in report.pareto_front:
         walked = walk.shape_calculator(kwargs["input_shape"], point.layers)
         assert (walked.total_params, walked.total_macs) == (point.params, point.macs)
+
+
+def test_a_best_design_with_holes_in_its_receptive_field_comes_with_a_note_naming_reject_gridding():
+    # the cheapest way to RF 200 subsamples with strided 1x1 convs, then one dilated 3x3: RF 257 with holes
+    kwargs = dict(max_layers=10, kernel_sizes=[1, 3, 5, 7], dilations=[1, 2], widths=[16, 32, 48, 64, 96, 128], pareto=False)
+    holes = design_architecture([3, 224, 224], 500_000, 200, **kwargs)
+    assert holes.designs[0].receptive_field_holes and "reject_gridding=true" in holes.notes[-1]
+    solid = design_architecture([3, 224, 224], 500_000, 200, reject_gridding=True, **kwargs)
+    assert not any(d.receptive_field_holes for d in solid.designs) and not solid.notes
+    assert solid.designs[0].params > holes.designs[0].params
 
 
 def test_the_layers_spec_is_conv_then_relu_with_padding_dilation_times_k_minus_1_over_2():
