@@ -357,3 +357,37 @@ def test_the_tool_reports_progress_to_the_client():
     result = anyio.run(main)
     assert not result.is_error
     assert seen and "design" in seen[-1][1]
+
+
+def test_a_call_the_client_abandons_stops_the_search_thread(monkeypatch):
+    import threading
+
+    from server import designer_tools
+
+    ended = threading.Event()
+    outcome = []
+
+    def recording(*args, **kwargs):
+        try:
+            outcome.append(design_architecture(*args, **kwargs).stopped_by)
+        except LimitError as exc:
+            outcome.append(str(exc))
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(designer_tools, "design_architecture", recording)
+    wide = list(range(1, 17))  # 4,096 layer choices x 16 widths, 32 layers: minutes of search
+
+    async def main():
+        async with Client(build_server()) as client:
+            with anyio.move_on_after(0.5) as scope:
+                await client.call_tool(
+                    "design_architecture",
+                    {"input_shape": [3, 1000, 999], "param_budget": 10**9, "target_receptive_field": 10**6, "max_layers": 32,
+                     "kernel_sizes": wide, "strides": wide, "dilations": wide, "widths": wide, "time_limit_s": 50},
+                )
+            assert scope.cancelled_caught
+            await anyio.to_thread.run_sync(ended.wait, 20)
+
+    anyio.run(main)
+    assert ended.is_set() and outcome and "cancelled" in outcome[0]
