@@ -1,6 +1,6 @@
 """build_server() -> MCPServer: registers the tools, prompts and resources; thin over `skills`."""
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from skills.arithmetic import OutputSizeResult, conv_output_size
 
+from .argtypes import ConvPadding, IntOrPair, NonNegOrPair
 from .errors import domain_errors
 from .texts import register_texts
 
@@ -33,8 +34,6 @@ conv://prompts/cnn-architect and conv://skills/conv-shape-calculator) teach the 
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
-IntOrPair = Union[Annotated[int, Field(ge=1)], Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=2)]]
-NonNegOrPair = Union[Annotated[int, Field(ge=0)], Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]]
 
 
 def structured(model: BaseModel, text: str) -> CallToolResult:
@@ -60,7 +59,7 @@ def build_server() -> MCPServer:
             IntOrPair | None, Field(description="stride; default 1, or kernel_size for kind 'pool' (as nn.MaxPool2d)")
         ] = None,
         padding: Annotated[
-            Union[NonNegOrPair, Literal["same", "valid"]],
+            ConvPadding,
             Field(description="padding per side: P or [pH, pW]; 'same'/'valid' for kind 'conv' (PyTorch's rule)"),
         ] = 0,
         dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,

@@ -1,0 +1,65 @@
+"""Argument types shared by the tools: per-axis ints with one clear error each, and a stated upper bound."""
+
+from typing import Annotated, Any
+
+from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema
+
+MAX_EXTENT = 1_000_000_000
+"""Upper bound on every size, kernel, stride, padding and dilation argument (PyTorch itself stops far below)."""
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A short, always-printable form of a caller's value (str() refuses ints over 4,300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length():,} bits"
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _per_axis(minimum: int):
+    def check(value: Any, info: ValidationInfo) -> int | list[int]:
+        name = info.field_name or "value"
+        if not (_is_int(value) or (isinstance(value, list) and 1 <= len(value) <= 2 and all(map(_is_int, value)))):
+            raise ValueError(f"{name} must be an int or [h, w] of ints, got {shown(value)}")
+        values = [value] if _is_int(value) else value
+        if any(v < minimum or v > MAX_EXTENT for v in values):
+            raise ValueError(f"{name} must be between {minimum} and {MAX_EXTENT:,} on every axis, got {shown(value)}")
+        return value
+
+    return check
+
+
+def _schema(minimum: int) -> dict:
+    item = {"type": "integer", "minimum": minimum, "maximum": MAX_EXTENT}
+    return {"anyOf": [item, {"type": "array", "items": item, "minItems": 1, "maxItems": 2}]}
+
+
+IntOrPair = Annotated[int | list[int], PlainValidator(_per_axis(1)), WithJsonSchema(_schema(1))]
+"""A positive int (square) or [h, w]."""
+NonNegOrPair = Annotated[int | list[int], PlainValidator(_per_axis(0)), WithJsonSchema(_schema(0))]
+"""A non-negative int (square) or [h, w]."""
+Count = Annotated[int, Field(ge=1, le=MAX_EXTENT)]
+"""A positive count (channels, features, budget items) with the same stated upper bound."""
+
+
+def _conv_padding(value: Any, info: ValidationInfo) -> int | list[int] | str:
+    if isinstance(value, str):
+        if value in ("same", "valid"):
+            return value
+        raise ValueError(f"{info.field_name or 'padding'} must be an int, [h, w], 'same' or 'valid', got {shown(value)}")
+    return _per_axis(0)(value, info)
+
+
+ConvPadding = Annotated[
+    int | list[int] | str,
+    PlainValidator(_conv_padding),
+    WithJsonSchema({"anyOf": [*_schema(0)["anyOf"], {"type": "string", "enum": ["same", "valid"]}]}),
+]
+"""Conv padding: a non-negative int, [h, w], or PyTorch's 'same' / 'valid'."""
