@@ -34,14 +34,21 @@ COLUMN_BUDGET = 1 << 22
 # Arrays in
 
 
+MAX_NESTING = 8  # deepest nested list looked at; arrays here have at most 4 axes
+
+
 def _nested_shape(value: Any, name: str) -> None:
     """Raise ArrayError naming the first place where a nested list is ragged (rows of different lengths or depths)."""
 
-    def walk(v: Any, path: str) -> tuple[int, ...]:
+    def walk(v: Any, path: str, depth: int) -> tuple[int, ...]:
         if isinstance(v, (list, tuple)):
+            if depth >= MAX_NESTING:
+                raise ArrayError(
+                    f"{name} nests lists more than {MAX_NESTING} deep at {path}; arrays here have at most 4 axes"
+                )
             if not v:
                 return (0,)
-            shapes = [walk(item, f"{path}[{i}]") for i, item in enumerate(v)]
+            shapes = [walk(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(v)]
             for i, s in enumerate(shapes[1:], start=1):
                 if s != shapes[0]:
                     raise ArrayError(
@@ -51,7 +58,7 @@ def _nested_shape(value: Any, name: str) -> None:
             return (len(v), *shapes[0])
         return ()
 
-    walk(value, name)
+    walk(value, name, 0)
 
 
 def as_array(value: Any, name: str, ranks: tuple[int, ...], dtype: Any = None) -> np.ndarray:
@@ -59,9 +66,14 @@ def as_array(value: Any, name: str, ranks: tuple[int, ...], dtype: Any = None) -
     if isinstance(value, np.ndarray):
         arr = value
     else:
+        probe, depth = value, 0
+        while isinstance(probe, (list, tuple)) and probe and depth <= MAX_NESTING:
+            probe, depth = probe[0], depth + 1
+        if depth > MAX_NESTING:
+            raise ArrayError(f"{name} nests lists more than {MAX_NESTING} deep; arrays here have at most 4 axes")
         try:
             arr = np.asarray(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             _nested_shape(value, name)
             raise ArrayError(f"{name} could not be read as an array of numbers") from None
         if arr.dtype == object:
@@ -360,7 +372,8 @@ def col2im(
     top, left = geom.pad_before
     for n in range(geom.n):
         dpadded.fill(0)
-        _scatter_columns(c[n], geom, 0, geom.h_out, dpadded)
+        with np.errstate(all="ignore"):
+            _scatter_columns(c[n], geom, 0, geom.h_out, dpadded)
         out[n] = dpadded[:, top : top + geom.h, left : left + geom.w]
     return out if geom.batched else out[0]
 
@@ -382,7 +395,8 @@ class ConvJob:
     def step(self) -> bool:
         """Run the next chunk; False once every chunk has run."""
         try:
-            next(self._steps)
+            with np.errstate(all="ignore"):  # overflow to inf / nan is IEEE arithmetic, as in torch: no warnings
+                next(self._steps)
         except StopIteration:
             return False
         self.done += 1
@@ -392,7 +406,8 @@ class ConvJob:
         """Run whatever is left and return the result."""
         while self.step():
             pass
-        return self._finish()
+        with np.errstate(all="ignore"):
+            return self._finish()
 
 
 def conv2d_job(

@@ -21,7 +21,8 @@ def _colour(a) -> Any:
     """A [H, W] array -> [H, W, 3] uint8: grey for non-negative data, blue-white-red (0 = white) for signed data."""
     import numpy as np
 
-    a = np.nan_to_num(np.asarray(a, dtype=np.float64))
+    big = np.finfo(np.float64).max
+    a = np.nan_to_num(np.asarray(a, dtype=np.float64), nan=0.0, posinf=big, neginf=-big)
     lo, hi = float(a.min()), float(a.max())
     if lo < 0:
         m = max(-lo, hi) or 1.0

@@ -273,3 +273,17 @@ def test_importing_the_tool_module_does_not_import_numpy():
     code = "import sys, server.conv_tools; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+@pytest.mark.anyio
+async def test_overflow_to_infinity_is_arithmetic_not_an_error():
+    # IEEE overflow, as torch gives it; JSON has no inf, so structured content carries null and the text says Infinity.
+    r = await call("conv2d", {"x": [[1e308, 1.0]], "weight": [[[[1e10]]]], "method": "both", "image": True})
+    assert not r.is_error
+    assert r.structured_content["output"] == [[None, 1e10]] and r.structured_content["max_abs_diff"] == 0
+    assert "Infinity" in r.content[0].text
+    r = await call(
+        "conv2d_backward",
+        {"x": [[1.0] * 3] * 3, "weight": [[[[1e308]]]], "bias": [0.0], "grad_output": [[1e308] * 3] * 3},
+    )
+    assert not r.is_error and r.structured_content["grad_weight"] == [[[[None]]]]
