@@ -264,6 +264,16 @@ def test_non_numeric_values_are_an_array_error():
         conv2d([[[1, None], [2, 3]]], [[[[1]]]])
 
 
+def test_lists_nested_too_deep_are_an_array_error_not_a_recursion_error():
+    deep = 1.0
+    for _ in range(3000):
+        deep = [deep]
+    with pytest.raises(ArrayError, match="nests lists more than 8 deep"):
+        conv2d(deep, [[[[1]]]])
+    with pytest.raises(ArrayError, match=r"nests lists more than 8 deep at x\[1\]"):
+        conv2d([[[0.0]], deep], [[[[1]]]])
+
+
 def test_wrong_rank_is_an_array_error():
     with pytest.raises(ArrayError, match=r"x must have 3 or 4 dimensions, got 2"):
         conv2d(np.ones((4, 4)), np.ones((1, 1, 3, 3)))
