@@ -28,9 +28,9 @@ output_position, the exact input region one output pixel sees.
 target receptive field.
 - conv2d / conv2d_backward: run a small convolution (or its gradients) in NumPy on real numbers, \
 with named kernels such as sobel_x.
-Errors name the layer, the field, the rule and the numbers: fix the argument and call again.
-The prompts cnn-architect and conv-shape-calculator (also readable as resources \
-conv://prompts/cnn-architect and conv://skills/conv-shape-calculator) teach the method."""
+- get_guide: the method texts (the same as the prompts cnn-architect and conv-shape-calculator and the \
+resources conv://prompts/cnn-architect and conv://skills/conv-shape-calculator), for clients that only call tools.
+Errors name the layer, the field, the rule and the numbers: fix the argument and call again."""
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 

@@ -1,12 +1,14 @@
-"""The two markdown texts, served as MCP prompts (filled in) and as resources (raw)."""
+"""The two markdown texts, served as MCP prompts (filled in), as resources (raw) and by the get_guide tool."""
 
 import re
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server import MCPServer
-from pydantic import Field
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
 
 # (package, file) of each text; package data, so a non-editable install finds them too.
 TEXTS = {
@@ -20,7 +22,7 @@ RESOURCE_URIS = {
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
 
 
-@lru_cache(maxsize=None)
+@cache
 def raw_text(name: str) -> str:
     """The markdown file as shipped, front matter included."""
     package, filename = TEXTS[name]
@@ -41,6 +43,53 @@ def fill(name: str, **values: str) -> str:
     for key, value in values.items():
         body = body.replace("{{" + key + "}}", value if value else "not given")
     return body
+
+
+def shape_calculator_task(network: str, input_shape: str) -> str:
+    """The skill's body followed by a task section naming the network and the input shape."""
+    task = (
+        "\n\n## Your task\n\n"
+        f"Input shape: {input_shape}\n\nNetwork:\n\n```\n{network}\n```\n\n"
+        "Walk it layer by layer as above and give the table; check it with shape_calculator."
+    )
+    return fill("conv-shape-calculator") + task
+
+
+PROMPT_ARGUMENTS = {
+    "cnn-architect": ("input_shape", "param_budget", "target_receptive_field", "output_size"),
+    "conv-shape-calculator": ("network", "input_shape"),
+}
+REQUIRED_ARGUMENTS = {
+    "cnn-architect": ("input_shape", "param_budget", "target_receptive_field"),
+    "conv-shape-calculator": ("network", "input_shape"),
+}
+
+
+class GuideResult(BaseModel):
+    """One of the server's two texts, for clients that call tools but cannot read prompts or resources."""
+
+    name: str
+    uri: str = Field(description="the same text as a resource (raw markdown)")
+    text: str = Field(description="the text, filled in with the arguments given")
+    arguments: list[str] = Field(description="the arguments this text takes")
+    missing: list[str] = Field(description="required arguments not given (their placeholders say 'not given')")
+
+
+def guide(name: str, arguments: dict[str, str]) -> GuideResult:
+    """The named text filled in with whatever arguments were given; unknown argument names are an error."""
+    accepted = PROMPT_ARGUMENTS[name]
+    unknown = sorted(set(arguments) - set(accepted))
+    if unknown:
+        raise ToolError(f"get_guide {name!r} takes arguments {list(accepted)}, got unknown {unknown}")
+    missing = [a for a in REQUIRED_ARGUMENTS[name] if not arguments.get(a)]
+    if name == "conv-shape-calculator":
+        if arguments.get("network") or arguments.get("input_shape"):
+            text = shape_calculator_task(arguments.get("network", "not given"), arguments.get("input_shape", "not given"))
+        else:
+            text = fill(name)
+    else:
+        text = fill(name, **{a: arguments.get(a, "") for a in accepted})
+    return GuideResult(name=name, uri=RESOURCE_URIS[name], text=text, arguments=list(accepted), missing=missing)
 
 
 def register_texts(server: MCPServer) -> None:
@@ -68,12 +117,7 @@ def register_texts(server: MCPServer) -> None:
         input_shape: Annotated[str, Field(description="input shape [C, H, W] or [N, C, H, W]")],
     ) -> str:
         """Walk a network spec layer by layer: output shape, receptive field and parameter count for every block."""
-        task = (
-            "\n\n## Your task\n\n"
-            f"Input shape: {input_shape}\n\nNetwork:\n\n```\n{network}\n```\n\n"
-            "Walk it layer by layer as above and give the table; check it with shape_calculator."
-        )
-        return fill("conv-shape-calculator") + task
+        return shape_calculator_task(network, input_shape)
 
     @server.resource(
         RESOURCE_URIS["cnn-architect"],
@@ -94,3 +138,25 @@ def register_texts(server: MCPServer) -> None:
     )
     def conv_shape_calculator_resource() -> str:
         return raw_text("conv-shape-calculator")
+
+    @server.tool(
+        name="get_guide",
+        title="Read the cnn-architect prompt or the conv-shape-calculator skill",
+        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+    )
+    async def get_guide(
+        name: Annotated[
+            Literal["cnn-architect", "conv-shape-calculator"],
+            Field(description="cnn-architect (design a stack) or conv-shape-calculator (walk a network)"),
+        ],
+        arguments: Annotated[
+            dict[str, str] | None,
+            Field(
+                description="the prompt's arguments as strings: cnn-architect takes input_shape, param_budget, "
+                "target_receptive_field, output_size; conv-shape-calculator takes network, input_shape"
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, GuideResult]:
+        """The method texts this server teaches (the same as its prompts), for clients that only call tools: read one before designing or walking a network by hand."""
+        result = guide(name, arguments or {})
+        return CallToolResult(content=[TextContent(type="text", text=result.text)], structured_content=result.model_dump(mode="json"))

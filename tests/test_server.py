@@ -131,3 +131,20 @@ def test_help_documents_every_flag():
     assert out.returncode == 0
     for flag in ("--transport", "--host", "--port", "--log-level"):
         assert flag in out.stdout
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_get_guide_gives_tools_only_clients_the_same_texts_as_the_prompts(mode):
+    arguments = {"input_shape": "[3, 64, 64]", "param_budget": "123456", "target_receptive_field": "77"}
+    async with Client(build_server(), mode=mode) as client:
+        prompt = await client.get_prompt("cnn-architect", arguments)
+        tool = await client.call_tool("get_guide", {"name": "cnn-architect", "arguments": arguments})
+        partial = await client.call_tool("get_guide", {"name": "cnn-architect", "arguments": {"input_shape": "[1, 8, 8]"}})
+        skill = await client.call_tool("get_guide", {"name": "conv-shape-calculator"})
+        unknown = await client.call_tool("get_guide", {"name": "cnn-architect", "arguments": {"budget": "1"}})
+    assert tool.structured_content["text"] == prompt.messages[0].content.text
+    assert tool.structured_content["missing"] == []
+    assert tool.structured_content["uri"] == "conv://prompts/cnn-architect"
+    assert partial.structured_content["missing"] == ["param_budget", "target_receptive_field"]
+    assert "## Your task" not in skill.structured_content["text"] and "receptive field" in skill.structured_content["text"]
+    assert unknown.is_error and "budget" in unknown.content[0].text and "param_budget" in unknown.content[0].text
