@@ -41,7 +41,7 @@ def _table(report: DesignReport) -> str:
         f"RF {best.receptive_field[0]} px, output {best.output_shape}"
     )
     rows = [
-        "| # | kernel | stride | dilation | padding | out_channels | output | RF | params | why |",
+        "| # | kernel | stride | dilation | padding | out_channels | output | RF | conv params | why |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in best.convs:

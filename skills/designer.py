@@ -621,7 +621,7 @@ def _why(
     else:
         parts.append(f"{kernel} at {co} channels")
     if s > 1:
-        parts.append(f"downsamples {h}x{w} to {ho}x{wo} so later kernels grow the receptive field {jump2}x per tap")
+        parts.append(f"downsamples {h}x{w} to {ho}x{wo} so later kernels grow the receptive field {jump2}x as fast")
     elif (ho, wo) != (h, w):
         parts.append(f"trims {h}x{w} to {ho}x{wo}")
     if rf2 > rf:
