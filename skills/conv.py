@@ -157,8 +157,10 @@ class ConvGeometry:
 
     @property
     def rows_per_block(self) -> int:
-        """Output rows handled per GEMM so that the column buffer stays within COLUMN_BUDGET elements."""
-        return max(1, min(self.h_out, COLUMN_BUDGET // max(1, self.column_rows * self.w_out)))
+        """Output rows handled per GEMM so that the column buffer stays within COLUMN_BUDGET elements, blocks as even as can be."""
+        most = max(1, min(self.h_out, COLUMN_BUDGET // max(1, self.column_rows * self.w_out)))
+        blocks = -(-self.h_out // most)
+        return -(-self.h_out // blocks)
 
     @property
     def row_blocks(self) -> list[tuple[int, int]]:
