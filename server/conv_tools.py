@@ -289,7 +289,9 @@ def register(server: MCPServer) -> None:
             f"conv2d {_shape_text(arr.shape)} * {_shape_text(w.shape)}"
             + (" twice (method both)" if len(runs) > 1 else ""),
         )
-        jobs = [conv2d_job(arr, w, bias, stride, padding, dilation, g, padding_mode, m) for m in runs]
+        jobs = await anyio.to_thread.run_sync(
+            lambda: [conv2d_job(arr, w, bias, stride, padding, dilation, g, padding_mode, m) for m in runs]
+        )
         total = sum(j.total for j in jobs)
         outs, done = [], 0
         for m, job in zip(runs, jobs, strict=True):
@@ -307,7 +309,7 @@ def register(server: MCPServer) -> None:
                 max_abs_diff = float(np.max(np.where(same, 0.0, np.abs(a - b))))
         if was_2d and geom.c_out == 1:
             out = out[0]
-        output, summary = _inline(out, "output")
+        output, summary = await anyio.to_thread.run_sync(_inline, out, "output")
         columns = columns_shape = None
         if show_columns:
             first = arr[0] if arr.ndim == 4 else arr
@@ -407,7 +409,7 @@ def register(server: MCPServer) -> None:
             _check_elements(go, "grad_output")
             if was_2d and geom.c_out == 1 and go.ndim == 2:
                 go = go[None]  # the output of an [H, W] x with one channel is [H_out, W_out]
-        job = conv2d_backward_job(arr, w, go, bias, stride, padding, dilation, g)
+        job = await anyio.to_thread.run_sync(conv2d_backward_job, arr, w, go, bias, stride, padding, dilation, g)
         gi, gw, gb = await _run(job, ctx, "conv2d_backward")
         if was_2d:
             gi = gi[0]
@@ -415,10 +417,10 @@ def register(server: MCPServer) -> None:
         if was_2d and geom.c_out == 1:
             out_shape = out_shape[1:]
         summaries = {}
-        gi_list, s = _inline(gi, "grad_input")
+        gi_list, s = await anyio.to_thread.run_sync(_inline, gi, "grad_input")
         if s:
             summaries["grad_input"] = s
-        gw_list, s = _inline(gw, "grad_weight")
+        gw_list, s = await anyio.to_thread.run_sync(_inline, gw, "grad_weight")
         if s:
             summaries["grad_weight"] = s
         result = Conv2dBackwardResult(
