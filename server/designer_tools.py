@@ -79,7 +79,7 @@ def register(server: MCPServer) -> None:
         dilations: Annotated[SmallList, Field(description="dilations to choose from")] = [1],  # noqa: B006
         widths: Annotated[SmallList, Field(description="out_channels to choose from")] = [16, 32, 64, 128],  # noqa: B006
         objective: Annotated[
-            Literal["params", "macs", "layers"], Field(description="what to minimise; ties go to fewer layers, then fewer MACs")
+            Literal["params", "macs", "layers"], Field(description="what to minimise: params, MACs, or layers (the number of convs); ties go to fewer layers, then fewer MACs")
         ] = "params",
         top_k: Annotated[int, Field(ge=1, le=50, description="how many distinct designs to return, best first")] = 3,
         time_limit_s: Annotated[

@@ -396,6 +396,13 @@ class _Search:
                     return True
             return False
 
+        def tick(explored: int) -> None:
+            self.explored, self.generated = explored, len(parent)
+            self.check()
+            if progress is not None:
+                what = "front points" if pareto else "designs proven"
+                progress(explored, None, f"explored {explored:,} states ({len(parent):,} created), {len(goals)} {what} so far")
+
         b0 = self.bound(self.h0, self.w0, self.start_need(), self.c0, max_layers, self.grid_part(self.start_extra(), max_layers))
         if b0[0] < _INF and b0[0] <= budget:
             heap.append((b0[o0], b0[o1], b0[o2], 0, 0, False))
@@ -405,10 +412,7 @@ class _Search:
         while heap:
             if seq >= next_check:
                 next_check = seq + 2048
-                self.explored, self.generated = explored, len(parent)
-                self.check()
-                if progress is not None:
-                    progress(explored, None, f"explored {explored:,} states, {len(goals)} designs proven so far")
+                tick(explored)
             entry = pop(heap)
             nid = entry[4]
             p, m, layers = cost[nid]
@@ -478,8 +482,7 @@ class _Search:
                     push(heap, (f[o0], f[o1], f[o2], seq, len(parent) - 1, False))
                 if seq >= next_check:
                     next_check = seq + 2048
-                    self.explored, self.generated = explored, len(parent)
-                    self.check()
+                    tick(explored)
         self.explored = explored
         return explored
 
@@ -721,7 +724,8 @@ def design_architecture(
             )
     elif not seqs:
         raise InfeasibleError(
-            _explain(space, param_budget, options, time.perf_counter() + max(time_limit_s, 1.0), max_states, should_stop)
+            _explain(space, param_budget, options, max(deadline, time.perf_counter() + min(1.0, time_limit_s)), max_states,
+                     should_stop)
         )
     designs = [_build_design(search, seq, i + 1, activation) for i, seq in enumerate(seqs)]
     if not reject_gridding and designs[0].receptive_field_holes:
