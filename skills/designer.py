@@ -463,10 +463,10 @@ class _Search:
                     b = memo_get((ho, wo, need2, co, rem, gx))
                     bp, bm, bl = b if b is not None else self.bound(ho, wo, need2, co, rem, gx)
                     if bp >= _INF:
-                        continue
+                        break  # reachability does not depend on the width
                     p2 = p + co * (c * kk + 1 + bn)
                     if p2 + bp > budget:
-                        continue
+                        break  # widths ascend, and both terms grow with the width
                     m2 = m + area * co
                     st2 = (ho, wo, need2, co, nx)
                     if dominated(kept.get(st2), p2, m2, nl):
