@@ -9,6 +9,7 @@ its errors say `layer 4.body.1 (conv2d): kernel_size must be ...`. The layer tab
 
 from typing import Annotated, Any
 
+import anyio
 from mcp.server import MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
@@ -28,6 +29,9 @@ from .errors import domain_errors
 from .limits import LIMITS, Limits
 
 TEXT_ROWS = 60  # rows of the readable table; the structured content always has them all
+INLINE_LAYERS = 1_000  # walks up to this size (~10 ms) run on the event loop; a thread hop costs more than they do
+INLINE_SPEC_CHARS = 50_000
+PASS_THROUGH = {"relu", "relu6", "leakyrelu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "dropout", "identity"}
 
 LAYERS_HELP = (
     "the network as a JSON list of layers, each {\"type\": ..., plus PyTorch's constructor arguments and defaults}: "
@@ -56,15 +60,32 @@ def _limits() -> dict[str, int]:
     return {"max_layers": LIMITS.max_layers, "max_depth": LIMITS.max_depth, "max_spec_chars": LIMITS.max_spec_chars}
 
 
-def _named_limit(call, *args, **kwargs):
-    """Run a walk; a LimitError gets the sentence that says how to raise the limit it names."""
+async def _named_limit(call, *, layers=None, spec=None, **kwargs):
+    """Run a walk (inline when small, else in a worker thread); a LimitError gets how to raise the limit it names."""
+    small = (spec is None or len(spec) <= INLINE_SPEC_CHARS) and (layers is None or _size(layers) <= INLINE_LAYERS)
     try:
-        return call(*args, **kwargs, **_limits())
+        if small:
+            return call(layers=layers, spec=spec, **kwargs, **_limits())
+        return await anyio.to_thread.run_sync(lambda: call(layers=layers, spec=spec, **kwargs, **_limits()))
     except LimitError as exc:
         name = getattr(exc, "limit", None)
         if name is None:
             raise
         raise LimitError(f"{exc}; {Limits.how_to_raise(name)}") from None
+
+
+def _size(layers: list) -> int:
+    """Layers including nested blocks (stops counting past INLINE_LAYERS)."""
+    total, stack = 0, [layers]
+    while stack and total <= INLINE_LAYERS:
+        seq = stack.pop()
+        if not isinstance(seq, list):
+            continue
+        total += len(seq)
+        for item in seq:
+            if isinstance(item, dict) and item.get("type") in ("residual", "concat"):
+                stack.extend([item.get("body"), item.get("shortcut")] if item["type"] == "residual" else (item.get("branches") or []))
+    return total
 
 
 def _p(v: list) -> str:
@@ -100,9 +121,11 @@ def shape_text(r: ShapeReport) -> str:
     )
     rows = [
         [str(x.index), x.type, _shape(x.output_shape), f"{x.params:,}", f"{x.macs:,}", _p(x.receptive_field), _p(x.effective_stride)]
-        for x in r.layers
+        for x in r.layers if x.type not in PASS_THROUGH
     ]
-    return head + "\n" + _table(["#", "type", "output", "params", "MACs", "RF", "stride"], rows) + _warnings(r.warnings)
+    note = f"\n({', '.join(sorted({x.type for x in r.layers if x.type in PASS_THROUGH}))} rows left out of this table: shape unchanged, no params)"
+    hidden = len(rows) < len(r.layers)
+    return head + "\n" + _table(["#", "type", "output", "params", "MACs", "RF", "stride"], rows) + (note if hidden else "") + _warnings(r.warnings)
 
 
 def rf_text(r: ReceptiveFieldReport) -> str:
@@ -134,14 +157,14 @@ def register(server: MCPServer) -> None:
 
     @server.tool(name="shape_calculator", title="Walk a CNN: shapes, params, MACs, receptive field", annotations=READ_ONLY)
     @domain_errors
-    def shape_calculator_tool(input_shape: InputShape, layers: Layers = None, spec: Spec = None) -> Annotated[CallToolResult, ShapeReport]:
+    async def shape_calculator_tool(input_shape: InputShape, layers: Layers = None, spec: Spec = None) -> Annotated[CallToolResult, ShapeReport]:
         """Walk a whole network layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON) or `spec` (print(model) text)."""
-        report = _named_limit(shape_calculator, input_shape, layers, spec)
+        report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec)
         return structured(report, shape_text(report))
 
     @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY)
     @domain_errors
-    def receptive_field_tool(
+    async def receptive_field_tool(
         input_shape: InputShape,
         layers: Layers = None,
         spec: Spec = None,
@@ -151,12 +174,12 @@ def register(server: MCPServer) -> None:
         ] = None,
     ) -> Annotated[CallToolResult, ReceptiveFieldReport]:
         """Receptive field, effective stride and effective padding ([h, w], Araujo et al. 2019) after every layer; with output_position [y, x], the inclusive input region that pixel sees, before and after clipping to the image."""
-        report = _named_limit(receptive_field, input_shape, layers, spec, output_position)
+        report = await _named_limit(receptive_field, input_shape=input_shape, output_position=output_position, layers=layers, spec=spec)
         return structured(report, rf_text(report))
 
     @server.tool(name="parameter_count", title="Parameters and buffers per layer, with formulas", annotations=READ_ONLY)
     @domain_errors
-    def parameter_count_tool(
+    async def parameter_count_tool(
         layers: Layers = None,
         spec: Spec = None,
         input_shape: Annotated[
@@ -165,5 +188,5 @@ def register(server: MCPServer) -> None:
         ] = None,
     ) -> Annotated[CallToolResult, ParameterReport]:
         """Trainable params and buffers (BatchNorm running statistics) per layer, each with its formula written out (e.g. '64*3*3*3 + 64 = 1,792'), and the totals."""
-        report = _named_limit(parameter_count, layers, spec, input_shape)
+        report = await _named_limit(parameter_count, input_shape=input_shape, layers=layers, spec=spec)
         return structured(report, param_text(report))
