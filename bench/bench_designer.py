@@ -121,7 +121,7 @@ def main() -> None:
                      kernel_sizes=[1, 3, 5], strides=[1, 2], dilations=[1, 2], widths=[8, 16])
     else:
         small = dict(input_shape=[3, 64, 64], param_budget=60_000, target_receptive_field=40, max_layers=5,
-                     kernel_sizes=[3, 5], strides=[1, 2], dilations=[1, 2], widths=[8, 16])
+                     kernel_sizes=[3, 5, 7], strides=[1, 2], dilations=[1], widths=[8, 16, 32])
     top_k = 3
     print(f"2. Brute force vs the designer, top {top_k} per objective: {small}")
     t = time.perf_counter()
