@@ -25,7 +25,7 @@ class Limits:
     max_spec_chars: int = 1_000_000
     """walk tools: characters of a text `spec`."""
     max_design_states: int = 5_000_000
-    """design_architecture: search states explored before stopping with the best so far."""
+    """design_architecture: search states created (labels plus bound-table entries) before stopping with the best so far."""
     max_design_time_s: float = 60.0
     """design_architecture: the largest time_limit_s a call may ask for."""
 

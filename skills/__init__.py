@@ -16,6 +16,14 @@ _LAZY = {
     "conv2d_backward": "conv",
     "im2col": "conv",
     "col2im": "conv",
+    "shape_calculator": "walk",
+    "receptive_field": "walk",
+    "parameter_count": "walk",
+    "ShapeReport": "walk",
+    "ReceptiveFieldReport": "walk",
+    "ParameterReport": "walk",
+    "design_architecture": "designer",
+    "DesignReport": "designer",
 }
 
 __all__ = [
