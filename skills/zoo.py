@@ -17,9 +17,13 @@ _VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M"
 
 
 def conv(out_channels: int, kernel_size: int = 3, stride: int = 1, padding: int | str | None = None, **extra) -> dict:
-    """A conv2d layer dict; padding defaults to kernel_size//2 (size-preserving at stride 1 for odd kernels)."""
-    layer = {"type": "conv2d", "out_channels": out_channels, "kernel_size": kernel_size, "stride": stride,
-             "padding": kernel_size // 2 if padding is None else padding}
+    """A conv2d layer dict (PyTorch's defaults left out); padding defaults to kernel_size//2 (size-preserving for odd kernels)."""
+    layer = {"type": "conv2d", "out_channels": out_channels, "kernel_size": kernel_size}
+    if stride != 1:
+        layer["stride"] = stride
+    padding = kernel_size // 2 if padding is None else padding
+    if padding != 0:
+        layer["padding"] = padding
     layer.update(extra)
     return layer
 
