@@ -238,8 +238,11 @@ class AxisRF:
                 bottoms.append(None)
                 continue
             lo, hi = span
-            tops.append(next((v for x in range(lo, hi + 1) if (v := self.top(x)) is not None), None))
-            bottoms.append(next((v for x in range(hi, lo - 1, -1) if (v := self.bottom(x)) is not None), None))
+            # not the ends alone: after a dilated transposed conv, top(x) need not grow with x
+            ts = [v for x in range(lo, hi + 1) if (v := self.top(x)) is not None]
+            bs = [v for x in range(lo, hi + 1) if (v := self.bottom(x)) is not None]
+            tops.append(min(ts) if ts else None)
+            bottoms.append(max(bs) if bs else None)
         return AxisRF(period, shift, tuple(tops), tuple(bottoms))
 
 

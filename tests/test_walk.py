@@ -39,7 +39,10 @@ def torch_net(layers, channels, *, geometry=False):
             self.branches = nn.ModuleList(branches)
 
         def forward(self, x):
-            return torch.cat([b(x) for b in self.branches], dim=1)
+            outs = [b(x) for b in self.branches]
+            if geometry:  # one channel: the sum sees what any branch sees, like the concatenation's channels together
+                return sum(outs)
+            return torch.cat(outs, dim=1)
 
     def build(seq, c):
         mods = []
@@ -461,7 +464,17 @@ def ints(lo, hi):
 
 @st.composite
 def layer(draw, probe):
-    kind = draw(st.sampled_from(["conv", "conv", "pool", "transpose", "adaptive", "pad", "residual", "bn", "act"]))
+    kind = draw(st.sampled_from(["conv", "conv", "pool", "transpose", "adaptive", "pad", "residual", "concat", "bn", "act"]))
+    if kind == "concat":
+        options = [
+            [{"type": "conv2d", "out_channels": 2, "kernel_size": 1}],
+            [{"type": "conv2d", "out_channels": 3, "kernel_size": 3, "padding": 1}, {"type": "relu"}],
+            [{"type": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": 1}],
+            [{"type": "zeropad2d", "padding": [1, 0, 1, 0]}, {"type": "conv2d", "out_channels": 1, "kernel_size": 2}],
+            [{"type": "conv2d", "out_channels": 2, "kernel_size": 3, "dilation": 2, "padding": 2}],
+        ]
+        picked = draw(st.lists(st.sampled_from(range(len(options))), min_size=1, max_size=3))
+        return {"type": "concat", "branches": [options[i] for i in picked]}
     if kind == "conv":
         out = {"type": "conv2d", "out_channels": draw(st.sampled_from([2, 4, 6])), "kernel_size": draw(ints(1, 4)),
                "stride": draw(ints(1, 3)), "dilation": draw(ints(1, 2)), "padding": draw(st.one_of(ints(0, 2), st.just("valid"))),
@@ -535,3 +548,14 @@ def test_random_stacks_input_region_matches_a_gradient_probe(case, data):
         assert region.left <= seen["left"] and seen["right"] <= region.right
         assert region.bottom - region.top + 1 <= rf.receptive_field[0]
         assert region.right - region.left + 1 <= rf.receptive_field[1]
+
+
+def test_a_dilated_strided_transposed_conv_region_is_the_hull_over_every_tap():
+    # found by hypothesis: after ConvTranspose2d(k=3, s=3, d=2) output 7 reads input 1 but output 6 reads input 2,
+    # so a window over outputs 6..13 starts at input 1, not at the region of its first pixel
+    layers = [{"type": "convtranspose2d", "out_channels": 1, "kernel_size": 3, "stride": 3, "dilation": 2},
+              {"type": "adaptiveavgpool2d", "output_size": 3}]
+    report = receptive_field([1, 6, 6], layers, output_position=[1, 1])
+    assert report.input_region.model_dump() == {"top": 1, "left": 1, "bottom": 4, "right": 4}
+    if pytest.importorskip("torch"):
+        assert probe_region(layers, (6, 6), (1, 1)) == report.input_region_clipped.model_dump()
