@@ -128,6 +128,14 @@ def nested(depth: int, leaf=1):
     return value
 
 
+def deep_residual(depth: int) -> list:
+    """A network spec of `depth` residual blocks nested inside each other."""
+    layers = [{"type": "relu"}]
+    for _ in range(depth):
+        layers = [{"type": "residual", "body": layers}]
+    return layers
+
+
 # Values no schema asks for: each is what a confused model, a bad client or an attacker might send.
 # fmt: off
 HOSTILE_VALUES = [
@@ -135,7 +143,8 @@ HOSTILE_VALUES = [
     1e308, -1e308, 1e-300, 0.5, -2.5, float("inf"), float("-inf"), float("nan"),
     "", "3", "1e9", "same", "NaN", "x" * 10_000, ["a"] * 10_000, "\x00\ud7ff\U0001f600", "[1, 2]",
     [], [[]], {}, {"a": 1}, [1] * 100_000, [[1] * 300] * 300, [0.5] * 10,
-    nested(64), nested(200), nested(20, leaf={"type": "conv2d"}),
+    nested(64), nested(200), nested(20, leaf={"type": "conv2d"}), deep_residual(100),
+    [{"type": "conv2d", "out_channels": 8, "kernel_size": 3}] * 5000,
 ]
 # fmt: on
 HOSTILE = st.one_of(
@@ -347,3 +356,40 @@ def test_actionable_rejects_the_opaque_sdk_error_and_tracebacks():
     assert actionable("conv2d", "") is not None
     assert actionable("conv2d", 'Traceback (most recent call last):\n  File "/x.py"') is not None
     assert actionable("conv2d", "Error executing tool conv2d: stride must be >= 1, got 0") is None
+
+
+def test_a_long_tool_error_is_cut_at_a_line_with_a_note_of_what_was_left_out():
+    from server.guards import MAX_ERROR_CHARS, cap_text
+
+    paragraph = "bias.{}\n  Input should be a valid number [type=float_type, input_value='a', input_type=str]\n"
+    text = "Error executing tool conv2d: 1000 validation errors\n" + "".join(paragraph.format(i) for i in range(1000))
+    short = cap_text(text)
+    assert len(short) <= MAX_ERROR_CHARS + 100
+    assert short.startswith("Error executing tool conv2d: 1000 validation errors\nbias.0\n")
+    assert "more validation errors like these left out" in short
+    assert short.rsplit("\n", 2)[-2].startswith("  Input should")  # no field name without its message
+    assert cap_text("kernel spans 5 px") == "kernel spans 5 px"
+
+
+def test_the_error_cap_middleware_shortens_an_sdk_validation_error_in_both_eras():
+    from server.guards import MAX_ERROR_CHARS, cap_tool_errors
+
+    async def scenario(mode):
+        server = build_server()
+        if cap_tool_errors not in server.middleware:
+            server.middleware.append(cap_tool_errors)
+
+        @server.tool(name="takes_floats")
+        def takes_floats(values: list[float]) -> int:  # an unbounded list: one error paragraph per bad element
+            return len(values)
+
+        async with Client(server, mode=mode) as client:
+            bad = await client.call_tool("takes_floats", {"values": ["a"] * 5000})  # ~1 MB of text uncapped
+            good = await client.call_tool(PROBE[0], PROBE[1])
+        return bad, good
+
+    for mode in ("auto", "legacy"):
+        bad, good = anyio.run(scenario, mode)
+        assert bad.is_error and len(bad.content[0].text) < MAX_ERROR_CHARS + 200
+        assert "values.0" in bad.content[0].text and "4" in bad.content[0].text.rsplit("[...", 1)[1]
+        assert good.structured_content["output_size"] == PROBE[2]

@@ -126,6 +126,14 @@ def test_a_same_origin_browser_request_is_served(plain):
     assert r.status_code == 200
 
 
+@pytest.mark.parametrize("body", [b"this is not json", b"{", b"[" * 100_000, b"[]", b'{"id": 7}', b"\xff\xfe"])
+def test_a_malformed_body_gets_400_and_the_server_goes_on(plain, body):
+    r = httpx2.post(f"{plain}/mcp", content=body, headers=POST_HEADERS)
+    assert r.status_code == 400, (r.status_code, r.text[:200])
+    assert r.json()["error"]["message"]  # the SDK: -32700 for bad JSON, -32602 for JSON that is no message
+    assert anyio.run(call_over_http, f"{plain}/mcp").structured_content["output_size"] == [30, 30]
+
+
 def test_health_answers_200_with_status_and_version(plain):
     r = httpx2.get(f"{plain}/health")
     assert r.status_code == 200
