@@ -221,20 +221,31 @@ def _x(h: int, w: int, c: int = 3) -> list:
     return [[[(i * 7 + j * 3 + k) % 10 for j in range(w)] for i in range(h)] for k in range(c)]
 
 
-# Calls that take seconds at default limits, per tool (only the tools this build has are tried).
+# Calls that take many seconds (with SLOW_ENV's limits), per tool; only the tools this build has are tried.
 SLOW_CALLS = {
-    # naive conv2d: 64*3*7*7 * 194*194 = 354 million MACs, ~20 s on one core
-    "conv2d": {"x": _x(200, 200), "weight": [[[[1] * 7] * 7] * 3] * 64, "method": "naive"},
-    "conv2d_backward": {"x": _x(200, 200), "weight": [[[[1] * 7] * 7] * 3] * 64},
+    # naive conv2d: 16*3*15*15 * 186*186 = 374 million MACs, tens of seconds on one core
+    "conv2d": {"x": _x(200, 200), "weight": [[[[1] * 15] * 15] * 3] * 16, "method": "naive"},
+    # backward by GEMM: 64*3*31*31 * 370*370 * 2 = 50 billion MACs, about 10 s
+    "conv2d_backward": {"x": _x(400, 400), "weight": [[[[1] * 31] * 31] * 3] * 64},
+    # a search that runs to its time limit
     "design_architecture": {
         "input_shape": [3, 224, 224],
         "param_budget": 10**9,
-        "target_receptive_field": 400,
-        "max_layers": 16,
+        "target_receptive_field": [301, 257],
+        "output_size": 13,
+        "max_layers": 20,
+        "kernel_sizes": [1, 2, 3, 4, 5, 6, 7, 9, 11, 13],
+        "strides": [1, 2, 3, 4],
+        "dilations": [1, 2, 3, 4, 5],
+        "widths": list(range(4, 68, 4)),
         "time_limit_s": 30,
     },
 }
-SLOW_ENV = {"CONV_MCP_MAX_MACS": str(10**10)}
+SLOW_ENV = {
+    "CONV_MCP_MAX_MACS": str(10**12),
+    "CONV_MCP_MAX_INPUT_ELEMENTS": str(10**7),
+    "CONV_MCP_MAX_DESIGN_TIME_S": "60",
+}
 
 
 def _available_slow_tools() -> list[str]:
@@ -258,8 +269,11 @@ def test_a_cancelled_call_leaves_no_work_running_and_the_session_goes_on(name, m
         params = StdioServerParameters(command=sys.executable, args=["-m", "server"], env={**os.environ, **SLOW_ENV})
         async with Client(params, mode=mode) as client:
             pid = _server_child_pid()
-            with anyio.move_on_after(1.5):  # the client abandons the call: notifications/cancelled
-                await client.call_tool(name, SLOW_CALLS[name])
+            start = _cpu_seconds(pid)
+            with anyio.move_on_after(1.5) as scope:  # the client abandons the call: notifications/cancelled
+                result = await client.call_tool(name, SLOW_CALLS[name])
+            assert scope.cancelled_caught, f"the slow call ended within 1.5 s: {result.content[0].text[:300]}"
+            assert _cpu_seconds(pid) - start > 0.3, "the slow call did not get to work"
             await anyio.sleep(0.5)  # one work chunk may still finish
             before = _cpu_seconds(pid)
             await anyio.sleep(2.0)
@@ -280,6 +294,8 @@ def test_a_client_that_disconnects_mid_call_leaves_no_server_running(name):
     session.initialize()
     session.request("tools/call", {"name": name, "arguments": SLOW_CALLS[name]})
     time.sleep(1.5)  # mid-call
+    assert not any(b'"result"' in line for line in session.lines[1:]), "the slow call ended within 1.5 s"
+    assert _cpu_seconds(session.proc.pid) > 1.0, "the slow call did not get to work"
     started = time.monotonic()
     session.proc.stdin.close()  # the client goes away
     try:
