@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import anyio
 from mcp.server import MCPServer
 from mcp.types import CallToolResult
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from skills.errors import LimitError
 from skills.walk import (
@@ -52,7 +52,13 @@ InputShape = Annotated[
     list[Annotated[int, Field(ge=1)]],
     Field(min_length=1, max_length=4, description="input shape [C, H, W] or [N, C, H, W] (PyTorch layout), e.g. [3, 224, 224]"),
 ]
-Layers = Annotated[list[dict[str, Any]] | None, Field(description=LAYERS_HELP)]
+# Validated by skills.spec, not by the SDK: published as an array of objects, accepted as any list, so a list
+# of 10,000 bad items gets one short error naming the first bad layer instead of a paragraph per element.
+Layers = Annotated[
+    list[Any] | None,
+    WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "null"}]}),
+    Field(description=LAYERS_HELP),
+]
 Spec = Annotated[str | None, Field(description=SPEC_HELP)]
 
 
@@ -184,7 +190,11 @@ def register(server: MCPServer) -> None:
         spec: Spec = None,
         input_shape: Annotated[
             list[Annotated[int, Field(ge=1)]] | None,
-            Field(description="[C, H, W] or [N, C, H, W]; needed only when channels (or a linear's in_features) cannot be inferred from the layers"),
+            Field(
+                min_length=1,
+                max_length=4,
+                description="[C, H, W] or [N, C, H, W]; needed only when channels (or a linear's in_features) cannot be inferred from the layers",
+            ),
         ] = None,
     ) -> Annotated[CallToolResult, ParameterReport]:
         """Trainable params and buffers (BatchNorm running statistics) per layer, each with its formula written out (e.g. '64*3*3*3 + 64 = 1,792'), and the totals."""

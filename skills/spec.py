@@ -288,19 +288,26 @@ def validate_layers(items: Any) -> list[Any]:
 
 
 def _describe(exc: ValidationError, items: Any) -> str:
-    """The first broken layer field in the contract's words: `layer 4.body.1 (conv2d): kernel_size must be ..., got 0`."""
+    """The first broken layer in the contract's words (`layer 4.body.1 (conv2d): kernel_size must be ..., got 0`),
+    up to three of its fields, and how many other layers are broken too."""
     messages: list[str] = []
     seen: set[tuple[str, str]] = set()
+    first = None
+    others: set[str] = set()
     for error in exc.errors():
         path, ltype, field, raw = _locate(error["loc"], items)
-        key = (path, field)
-        if key in seen:
+        if first is None:
+            first = path
+        if path != first:
+            others.add(path)
             continue
-        seen.add(key)
-        messages.append(_message(error, path, ltype, field, raw))
-        if len(messages) == 3:
-            break
-    return "; ".join(messages)
+        if (path, field) not in seen and len(messages) < 3:
+            seen.add((path, field))
+            messages.append(_message(error, path, ltype, field, raw))
+    text = "; ".join(messages)
+    if others:
+        text += f" (and {len(others):,} more layer{'s' if len(others) > 1 else ''} with errors)"
+    return text
 
 
 def _locate(loc: tuple, items: Any) -> tuple[str, str | None, str, Any]:
@@ -341,6 +348,21 @@ def _locate(loc: tuple, items: Any) -> tuple[str, str | None, str, Any]:
 _MISSING = object()
 
 
+def short(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to about `limit` characters so an error never echoes a huge input back."""
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > limit:
+        return f"<{type(value).__name__} of {len(value):,} items>"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"<int of ~{int(value.bit_length() * 0.30103)} digits>"
+    if isinstance(value, str) and len(value) > limit:
+        value = value[:limit]
+    try:
+        text = repr(value)
+    except ValueError:  # e.g. an int too long for str() inside a container
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _message(error: dict, path: str, ltype: str | None, field: str, raw: Any) -> str:
     where = f"layer {path}" + (f" ({ltype})" if ltype else "")
     kind = error["type"]
@@ -350,9 +372,9 @@ def _message(error: dict, path: str, ltype: str | None, field: str, raw: Any) ->
         tag = error.get("ctx", {}).get("tag")
         near = difflib.get_close_matches(str(tag).lower(), LAYER_TYPES, n=1, cutoff=0.6)
         hint = f"; did you mean {near[0]!r}?" if near else ""
-        return f"layer {path}: unknown type {tag!r}{hint} Known types: {', '.join(LAYER_TYPES)}"
+        return f"layer {path}: unknown type {short(tag)}{hint} Known types: {', '.join(LAYER_TYPES)}"
     if kind in ("model_attributes_type", "dict_type", "model_type"):
-        return f"{where}: a layer must be an object with a 'type' and its arguments, got {error.get('input')!r}"
+        return f"{where}: a layer must be an object with a 'type' and its arguments, got {short(error.get('input'))}"
     model = MODELS.get(ltype or "")
     if kind == "missing":
         return f"{where}: missing required field {field!r}"
@@ -360,12 +382,12 @@ def _message(error: dict, path: str, ltype: str | None, field: str, raw: Any) ->
         allowed = [f for f in (model.model_fields if model else ()) if f != "type"]
         near = difflib.get_close_matches(field, allowed, n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
-        return f"{where}: unknown field {field!r}{hint} ({ltype} takes: {', '.join(allowed)})"
+        return f"{where}: unknown field {short(field)}{hint} ({ltype} takes: {', '.join(allowed)})"
     got = error.get("input") if raw is _MISSING else raw
     help_text = _PADDING_HELP.get(ltype or "", "an int >= 0 or [h, w] of ints >= 0") if field == "padding" else _FIELD_HELP.get(field)
     if help_text:
-        return f"{where}: {field} must be {help_text}, got {got!r}"
-    return f"{where}: {field}: {error['msg']}, got {got!r}"
+        return f"{where}: {field} must be {help_text}, got {short(got)}"
+    return f"{where}: {field}: {error['msg']}, got {short(got)}"
 
 
 # ---------------------------------------------------------------- text specs
@@ -437,7 +459,7 @@ def parse_printed(text: str) -> tuple[list[dict], list[int]]:
             continue
         match = _LINE.match(line)
         if not match:
-            raise SpecError(f"spec line {number}: cannot read {stripped!r}; expected `(key): ClassName(arguments)` as print(model) shows")
+            raise SpecError(f"spec line {number}: cannot read {short(stripped)}; expected `(key): ClassName(arguments)` as print(model) shows")
         cls = match.group("cls").split(".")[-1]
         times = int(match.group("times") or 1)
         rest = match.group("rest").rstrip()
@@ -495,7 +517,7 @@ def _literal(node: ast.AST, number: int) -> Any:
     try:
         return ast.literal_eval(node)
     except ValueError:
-        raise SpecError(f"spec line {number}: cannot read the value {ast.unparse(node)!r}") from None
+        raise SpecError(f"spec line {number}: cannot read the value {short(ast.unparse(node))}") from None
 
 
 _VGG_TOKEN = re.compile(r"^(?:conv(?P<k>\d+)-(?P<c>\d+)|fc-(?P<f>\d+)|(?P<pool>maxpool)|(?P<soft>soft-?max)|(?P<lrn>lrn))$")
@@ -522,7 +544,7 @@ def parse_vgg_notation(text: str) -> tuple[list[dict], list[int]]:
             match = _VGG_TOKEN.match(token.lower())
             if not match:
                 raise SpecError(
-                    f"spec line {number}: cannot read {token!r}; VGG notation takes convK-C (e.g. conv3-64), maxpool, "
+                    f"spec line {number}: cannot read {short(token)}; VGG notation takes convK-C (e.g. conv3-64), maxpool, "
                     "FC-N, soft-max and LRN; anything else: give the printed nn.Sequential or JSON layers"
                 )
             if match.group("k"):

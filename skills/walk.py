@@ -66,6 +66,7 @@ from .spec import (
     ZeroPad2d,
     count_layers,
     parse_spec,
+    short,
     validate_layers,
 )
 
@@ -810,7 +811,7 @@ def _input(input_shape: Any) -> _T:
         isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in input_shape
     ):
         raise GeometryError(
-            f"input_shape must be [C, H, W] or [N, C, H, W] of ints >= 1 ([F] or [N, F] for a flat input), got {input_shape!r}"
+            f"input_shape must be [C, H, W] or [N, C, H, W] of ints >= 1 ([F] or [N, F] for a flat input), got {short(input_shape)}"
         )
     dims = list(input_shape)
     if len(dims) >= 3:
@@ -987,7 +988,7 @@ def _position(report: ReceptiveFieldReport, done: Walked, output_position: Any) 
         )
     pos = output_position
     if not (isinstance(pos, (list, tuple)) and len(pos) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in pos)):
-        raise GeometryError(f"output_position must be [y, x] (ints), got {pos!r}")
+        raise GeometryError(f"output_position must be [y, x] (ints), got {short(pos)}")
     py, px = pos
     if not (0 <= py < y.h and 0 <= px < y.w):
         raise GeometryError(
