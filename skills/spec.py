@@ -394,7 +394,11 @@ def _message(error: dict, path: str, ltype: str | None, field: str, raw: Any) ->
 
 
 def parse_spec(text: str, *, max_chars: int | None = None) -> tuple[list[dict], list[int]]:
-    """Parse a text spec (printed nn.Sequential or VGG notation) into layer dicts and each top-level layer's source line."""
+    """Parse a text spec into layer dicts and each layer's source line.
+
+    Text with a line that starts like a call (`Sequential(`, `(0): Conv2d(...)`, `Conv2d(3, 8, ...)`) is read as
+    print(model) output (`parse_printed`); anything else as the VGG paper's notation (`parse_vgg_notation`).
+    """
     if not isinstance(text, str):
         raise SpecError(f"spec must be text, got {type(text).__name__}")
     if max_chars is not None and len(text) > max_chars:

@@ -19,13 +19,17 @@ indices, padding counted as pixels, i.e. before clipping to the image):
   that no kernel tap reaches (dilation and stride sharing a factor) sees nothing; it is skipped.
 * adaptive pooling uses PyTorch's windows start = floor(i*H/out), end = ceil((i+1)*H/out).
 * flatten is one window over the whole map (like a global pool): after flatten and linear the receptive field
-  is everything the last map saw.
+  is everything the last map saw, padding included (so it can exceed the image: VGG16's classifier sees 404 px
+  at 224, its last conv map 212).
 * residual/concat: the region is the hull of the paths' regions (the largest path's when centres line up);
   paths whose centres differ are reported in `warnings`.
 
 With `output_position` [y, x], `input_region` is that pixel's region before clipping and
-`input_region_clipped` the span of input pixels it really depends on, found by walking back layer by layer
-and clipping to each map (so pixels that no window reaches, e.g. right of a floor-rounded stride, are excluded).
+`input_region_clipped` the span of input pixels it really depends on: the walk goes back layer by layer with
+the exact set of pixels read (a bit set per axis, cut to each map), so padding, stride gaps and pixels that no
+window reaches (e.g. right of a floor-rounded stride) are excluded. The regions treat padding as zeros:
+with padding_mode="circular" a border pixel also reads the opposite border (reported in `warnings`).
+The gradient-probe tests in tests/test_walk.py check both against PyTorch.
 
 MACs: conv, transposed conv and linear only, bias excluded, times the batch (torchvision's convention).
 """
