@@ -370,6 +370,13 @@ class _Walk:
             raise type(exc)(f"{where}: {exc}") from None
 
 
+def _pair(v) -> tuple[int, int]:
+    """(h, w) of a per-axis value the spec models already validated (int or [h] / [h, w])."""
+    if v.__class__ is int:
+        return v, v
+    return (v[0], v[-1]) if isinstance(v, (list, tuple)) else pair(v, "value")
+
+
 def _need_map(x: _T, where: str, what: str) -> None:
     if x.flat:
         raise SpecError(
@@ -418,13 +425,13 @@ def _conv(w: _Walk, layer: Conv2d, x: _T, rf, path: str, where: str) -> _Rec:
     cin = _in_channels(x, layer.in_channels, "in_channels", where)
     cout, g = layer.out_channels, layer.groups
     _groups(cin, cout, g, where)
-    k = pair(layer.kernel_size, "kernel_size", minimum=1)
-    s = pair(layer.stride, "stride", minimum=1)
-    d = pair(layer.dilation, "dilation", minimum=1)
+    k = _pair(layer.kernel_size)
+    s = _pair(layer.stride)
+    d = _pair(layer.dilation)
     before, after = resolve_conv_padding(layer.padding, k, s, d)
     weight = cout * (cin // g) * k[0] * k[1]
     params = weight + (cout if layer.bias else 0)
-    formula = _weight_formula(cout, cin, g, k[0], k[1], layer.bias, params)
+    formula = (cout, cin, g, k[0], k[1], layer.bias, params, False)  # written out only if parameter_count asks
     if x.h is None:
         return _Rec(path, "conv2d", x, _T(x.n, False, cout), params, 0, 0, formula, None, None, None, None)
     check_padding_mode((x.h, x.w), before, after, layer.padding_mode)
@@ -450,14 +457,14 @@ def _convT(w: _Walk, layer: ConvTranspose2d, x: _T, rf, path: str, where: str) -
     cin = _in_channels(x, layer.in_channels, "in_channels", where)
     cout, g = layer.out_channels, layer.groups
     _groups(cin, cout, g, where)
-    k = pair(layer.kernel_size, "kernel_size", minimum=1)
-    s = pair(layer.stride, "stride", minimum=1)
-    d = pair(layer.dilation, "dilation", minimum=1)
-    p = pair(layer.padding, "padding", minimum=0)
-    op = pair(layer.output_padding, "output_padding", minimum=0)
+    k = _pair(layer.kernel_size)
+    s = _pair(layer.stride)
+    d = _pair(layer.dilation)
+    p = _pair(layer.padding)
+    op = _pair(layer.output_padding)
     weight = cin * (cout // g) * k[0] * k[1]
     params = weight + (cout if layer.bias else 0)
-    formula = _weight_formula(cout, cin, g, k[0], k[1], layer.bias, params, transposed=True)
+    formula = (cout, cin, g, k[0], k[1], layer.bias, params, True)
     if x.h is None:
         return _Rec(path, "convtranspose2d", x, _T(x.n, False, cout), params, 0, 0, formula, None, None, None, None)
     size = []
@@ -474,10 +481,10 @@ def _convT(w: _Walk, layer: ConvTranspose2d, x: _T, rf, path: str, where: str) -
 
 def _pool(w: _Walk, layer: MaxPool2d | AvgPool2d, x: _T, rf, path: str, where: str) -> _Rec:
     _need_map(x, where, layer.type)
-    k = pair(layer.kernel_size, "kernel_size", minimum=1)
-    s = pair(layer.stride if layer.stride is not None else layer.kernel_size, "stride", minimum=1)
-    p = pair(layer.padding, "padding", minimum=0)
-    d = pair(getattr(layer, "dilation", 1), "dilation", minimum=1)
+    k = _pair(layer.kernel_size)
+    s = _pair(layer.stride if layer.stride is not None else layer.kernel_size)
+    p = _pair(layer.padding)
+    d = _pair(getattr(layer, "dilation", 1))
     if x.h is None:
         return _Rec(path, layer.type, x, x, 0, 0, 0, "0", None, None, None, None)
     size = []
@@ -1033,7 +1040,8 @@ def parameter_count(
     def rows(records: list[_Rec]) -> list[ParamRow]:
         return _PARAM_ROWS.validate_python([
             {"index": _index(r.path), "path": r.path, "type": r.type, "params": r.params, "buffers": r.buffers,
-             "formula": r.formula, "buffers_formula": r.buffers_formula}
+             "formula": _weight_formula(*r.formula) if isinstance(r.formula, tuple) else r.formula,
+             "buffers_formula": r.buffers_formula}
             for r in records
         ])
 
