@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from mcp.server import MCPServer
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TOKEN_ENV = "CONV_MCP_TOKEN"
 MAX_REQUEST_BYTES_ENV = "CONV_MCP_MAX_REQUEST_BYTES"
@@ -127,6 +127,8 @@ def build_http_app(
         transport_security=security_settings(host, allowed_hosts, allowed_origins),
     )
     health = {"status": "ok", "name": server.name, "version": server.version, "stateless": stateless}
+    if json_response:
+        app = CancelOnDisconnect(app)
     return Gate(app, token=token, health=health, max_request_bytes=max_request_bytes)
 
 
@@ -184,6 +186,52 @@ class Gate:
             await _respond(send, 413, message.encode())
             return
         await self.app(scope, receive, send)
+
+
+class CancelOnDisconnect:
+    """ASGI middleware: cancel a request whose client hangs up before its response is sent.
+
+    With SSE responses the SDK notices a hang-up itself; with --json-response nobody reads the connection while
+    a tool works, so a call whose client is gone would run to the end. Here a task waits for the disconnect
+    once the body is read and cancels the request (the SDK then ends that request's work), unless the
+    response was already complete.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import anyio
+
+        body_read = anyio.Event()
+        done = False
+
+        async def inner_receive() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        async def inner_send(message: Message) -> None:
+            nonlocal done
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                done = True
+            await send(message)
+
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                await body_read.wait()
+                message = await receive()  # the app reads nothing more: the next message is the hang-up
+                if message["type"] == "http.disconnect" and not done:
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            await self.app(scope, inner_receive, inner_send)
+            tg.cancel_scope.cancel()
 
 
 async def _respond(

@@ -323,3 +323,62 @@ def test_limit_flags_are_written_into_the_process_limits():
             setattr(LIMITS, name, value)
     with pytest.raises(SystemExit):
         parse_args(["--max-macs", "0"])
+
+
+HANG_UP_CLIENT = """
+import sys, anyio, json
+from mcp import Client
+async def main():
+    async with Client(sys.argv[1], mode=sys.argv[2]) as client:
+        print("calling", flush=True)
+        await client.call_tool("conv2d", json.loads(sys.stdin.read()))
+anyio.run(main)
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    from pathlib import Path
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("flags", [(), ("--stateless",), ("--stateless", "--json-response")])
+def test_a_client_that_hangs_up_mid_call_leaves_no_work_running(flags):
+    """2026-07-28 era always; the 2025-11-25 era in stateless mode. (A 2025-11-25 stateful session keeps the call:
+    the spec says a disconnect is not a cancellation, the session outlives the connection.)"""
+    from test_stdio_faults import SLOW_CALLS, SLOW_ENV
+
+    modes = ["auto"] if not flags else ["auto", "legacy"]
+    with http_server(*flags, env=SLOW_ENV) as (base, proc):
+        tools = anyio.run(_tool_names, f"{base}/mcp")
+        if "conv2d" not in tools:
+            pytest.skip("no conv2d tool in this build")
+        for mode in modes:
+            client = subprocess.Popen(
+                [sys.executable, "-c", HANG_UP_CLIENT, f"{base}/mcp", mode],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            client.stdin.write(json.dumps(SLOW_CALLS["conv2d"]).encode())
+            client.stdin.close()
+            assert client.stdout.readline() == b"calling\n"
+            time.sleep(1.0)
+            start = _cpu_seconds(proc.pid)
+            time.sleep(1.0)
+            assert _cpu_seconds(proc.pid) - start > 0.3, "the slow call did not get to work"
+            client.kill()  # no notifications/cancelled: the connection just drops
+            client.wait()
+            client.stdout.close()
+            time.sleep(1.0)  # one work chunk may still finish
+            before = _cpu_seconds(proc.pid)
+            time.sleep(2.0)
+            burnt = _cpu_seconds(proc.pid) - before
+            assert burnt < 0.5, f"{mode}: the server used {burnt:.2f} s of CPU in the 2 s after its client hung up"
+            assert anyio.run(call_over_http, f"{base}/mcp", mode).structured_content["output_size"] == [30, 30]
+
+
+async def _tool_names(url: str) -> set[str]:
+    async with Client(url) as client:
+        return {t.name for t in (await client.list_tools()).tools}
