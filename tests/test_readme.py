@@ -34,3 +34,13 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 def test_readme_install_command_starts_the_server():
     assert "pip install . && python -m server" in README
+
+
+def test_readme_names_every_limit_with_its_flag_and_variable():
+    from dataclasses import fields
+
+    from server.limits import Limits
+
+    for f in fields(Limits):
+        assert f"--{f.name.replace('_', '-')}" in README, f.name
+        assert f"CONV_MCP_{f.name.upper()}" in README, f.name
