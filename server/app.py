@@ -74,27 +74,17 @@ def build_server() -> MCPServer:
         result = conv_output_size(input_size, kernel_size, stride, padding, dilation, ceil_mode, output_padding, kind)
         return structured(result, f"output_size = {result.output_size}  ({result.formula})")
 
-    # Each capability registers itself; the order is the tool list's order.
-    for register in _registrars():
-        register(server)
+    # Each capability registers itself; the order is the tool list's order. Imported here because those
+    # modules take READ_ONLY and structured() from this one.
+    from .conv_tools import register as register_conv
+    from .designer_tools import register as register_designer
+    from .walk_tools import register as register_walk
+
+    register_walk(server)
+    register_designer(server)
+    register_conv(server)
     register_texts(server)
     return server
-
-
-def _registrars():
-    """The register(server) functions of the other tool modules that exist in this build."""
-    from importlib import import_module
-
-    found = []
-    for name in ("walk_tools", "designer_tools", "conv_tools"):
-        try:
-            module = import_module(f"server.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"server.{name}":
-                raise
-            continue
-        found.append(module.register)
-    return found
 
 
 def _version() -> str:
