@@ -20,7 +20,8 @@ from pydantic import BaseModel, Field
 from skills.errors import ArrayError, LimitError
 from skills.kernels import KERNELS, SAMPLES, kernel, sample
 
-from .app import READ_ONLY, IntOrPair, NonNegOrPair
+from .app import READ_ONLY
+from .argtypes import ConvPadding, IntOrPair
 from .errors import domain_errors
 from .limits import LIMITS, Limits
 
@@ -31,7 +32,7 @@ CORNER = 8
 # Arrays are validated by skills (short messages naming the place); a typed list[float] would make the SDK echo
 # one validation line per bad item.
 NestedList = Annotated[list[Any], Field(description="nested list of numbers")]
-PaddingArg = NonNegOrPair | Literal["same", "valid"]
+PaddingArg = ConvPadding
 
 
 class ArraySummary(BaseModel):
