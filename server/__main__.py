@@ -11,7 +11,6 @@ from dataclasses import fields
 
 from .limits import LIMITS, Limits
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN_ENV = "CONV_MCP_TOKEN"  # same as server.http.TOKEN_ENV (not imported: stdio start-up skips starlette)
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024  # the SDK's DEFAULT_MAX_REQUEST_BODY_SIZE
 

@@ -77,11 +77,10 @@ def security_settings(
     Host entries are 'name' (any port) or 'name:port'; Origin entries are full origins ('https://app.example:443')
     or 'scheme://name:*'. Same-origin Origins of every allowed Host are allowed too.
     """
-    hosts = [pattern for h in allowed_hosts for pattern in _host_patterns(h)]
-    if is_loopback(host):
-        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *hosts]
-    elif host not in ("0.0.0.0", "::"):
-        hosts = [*_host_patterns(host), *hosts]
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"] if is_loopback(host) else []
+    if host not in ("0.0.0.0", "::"):
+        hosts += _host_patterns(host)  # the bound address itself (127.0.0.2, 10.0.0.5, ...)
+    hosts += [pattern for h in allowed_hosts for pattern in _host_patterns(h)]
     if not hosts:
         raise HTTPConfigError(
             f"--host {host} listens on every interface, so the server cannot tell which Host headers are its own: "
