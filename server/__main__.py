@@ -115,7 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ),
     )
     limits = parser.add_argument_group("limits (each named in the error that enforces it)")
-    docs = _limit_docs()
+    wants_help = any(a in ("-h", "--help") for a in (sys.argv[1:] if argv is None else argv))
+    docs = _limit_docs() if wants_help else {}  # reading the source costs ~10 ms of cold start
     for f in fields(Limits):
         current = getattr(LIMITS, f.name)
         limits.add_argument(
