@@ -178,13 +178,32 @@ class Gate:
                 return
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
-            message = (
-                f"request body of {int(length)} bytes exceeds max_request_bytes={self.max_request_bytes}; "
-                f"raise it with --max-request-bytes or {MAX_REQUEST_BYTES_ENV}\n"
-            )
-            await _respond(send, 413, message.encode())
+            await _respond(send, 413, self._too_large(f"request body of {int(length)} bytes"))
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, self._naming_413(send))
+
+    def _too_large(self, what: str) -> bytes:
+        return (
+            f"{what} exceeds max_request_bytes={self.max_request_bytes}; "
+            f"raise it with --max-request-bytes or {MAX_REQUEST_BYTES_ENV}\n"
+        ).encode()
+
+    def _naming_413(self, send: Send) -> Send:
+        """`send` with the SDK's bare 413 (a streamed body it counted past the limit) replaced by one naming the limit."""
+        replacing = False
+
+        async def wrapped(message: Message) -> None:
+            nonlocal replacing
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                replacing = True
+                body = self._too_large("request body")
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]
+                message = {**message, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+            elif replacing and message["type"] == "http.response.body":
+                message = {**message, "body": self._too_large("request body"), "more_body": False}
+            await send(message)
+
+        return wrapped
 
 
 class CancelOnDisconnect:

@@ -225,6 +225,14 @@ def test_an_oversized_body_gets_413_naming_the_limit_and_the_flag():
         assert "max_request_bytes=2000" in r.text and "--max-request-bytes" in r.text
         assert httpx2.post(f"{base}/mcp", json=INIT, headers=POST_HEADERS).status_code == 200
 
+        def chunks():  # no Content-Length: the SDK counts the streamed bytes
+            for _ in range(4):
+                yield b" " * 1000
+
+        r = httpx2.post(f"{base}/mcp", content=chunks(), headers=POST_HEADERS)
+        assert r.status_code == 413
+        assert "max_request_bytes=2000" in r.text and "--max-request-bytes" in r.text
+
 
 def test_stateless_mode_serves_requests_that_carry_no_session_id():
     with http_server("--stateless", "--json-response") as (base, _):
