@@ -12,7 +12,9 @@ from dataclasses import fields
 from .limits import LIMITS, Limits
 
 TOKEN_ENV = "CONV_MCP_TOKEN"  # same as server.http.TOKEN_ENV (not imported: stdio start-up skips starlette)
-DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024  # the SDK's DEFAULT_MAX_REQUEST_BODY_SIZE
+# 32 MiB: max_input_elements (1,000,000) numbers written at full float precision (~20 bytes each) fit.
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # same as server.http's (not imported: stdio start-up skips starlette)
+TOO_LONG = "\x00line-too-long "  # what the stdin reader hands the SDK instead of an over-long line
 
 
 def _limit_docs() -> dict[str, str]:
@@ -110,8 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         default=int(os.environ.get("CONV_MCP_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)),
         help=(
-            f"largest HTTP request body in bytes; larger ones get 413 (default {DEFAULT_MAX_REQUEST_BYTES}, "
-            "or $CONV_MCP_MAX_REQUEST_BYTES)"
+            "largest request in bytes: an HTTP body (larger ones get 413) or one stdio line (larger ones get a "
+            f"JSON-RPC error, unread) (default {DEFAULT_MAX_REQUEST_BYTES}, or $CONV_MCP_MAX_REQUEST_BYTES)"
         ),
     )
     limits = parser.add_argument_group("limits (each named in the error that enforces it)")
@@ -164,30 +166,86 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger().setLevel(args.log_level)  # the SDK configures logging on construction; ours wins
     import anyio
 
-    anyio.run(serve_stdio, server)
+    anyio.run(serve_stdio, server, args.max_request_bytes)
 
 
-async def serve_stdio(server) -> None:
+async def serve_stdio(server, max_line_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
     """Serve over stdio like MCPServer.run('stdio'), but answer lines that are not JSON-RPC with a JSON-RPC error.
 
     The SDK drops such lines silently (a debug log); a client then waits forever for the answer to a request it
     mistyped. Here an unparsable line gets -32700 (Parse error) and valid JSON that is no JSON-RPC message gets
-    -32600 (Invalid Request), with the request's id when one can be read, and the session goes on.
+    -32600 (Invalid Request), with the request's id when one can be read, and the session goes on. A line longer
+    than max_line_bytes is skipped without being held in memory and answered with -32600 naming the limit.
     """
     from mcp.server.stdio import stdio_server
 
     lowlevel = server._lowlevel_server
-    async with stdio_server() as (read_stream, write_stream):
-        guarded = _AnswerMalformed(read_stream, write_stream)
-        await lowlevel.run(guarded, write_stream, lowlevel.create_initialization_options())
+    raw, restore = _claim_stdin()
+    try:
+        async with stdio_server(stdin=_BoundedLines(raw, max_line_bytes)) as (read_stream, write_stream):
+            guarded = _AnswerMalformed(read_stream, write_stream, max_line_bytes)
+            await lowlevel.run(guarded, write_stream, lowlevel.create_initialization_options())
+    finally:
+        restore()
+
+
+def _claim_stdin():
+    """(binary reader of the protocol's stdin, restore()): fd 0 itself then reads /dev/null, as the SDK arranges it."""
+    try:
+        private = os.dup(0)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    except OSError:  # no real fd 0: read it in place
+        return sys.stdin.buffer, lambda: None
+
+    def restore() -> None:
+        try:
+            os.dup2(private, 0)
+        except OSError:
+            pass
+
+    return os.fdopen(private, "rb", closefd=False), restore
+
+
+class _BoundedLines:
+    """stdin as text lines for the SDK's reader, each at most `limit` bytes; a longer line is read past, not kept."""
+
+    def __init__(self, raw, limit: int) -> None:
+        self.raw = raw
+        self.limit = limit
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> str:
+        import anyio
+
+        line = await anyio.to_thread.run_sync(self._readline, abandon_on_cancel=True)
+        if line is None:
+            raise StopAsyncIteration
+        return line
+
+    def _readline(self) -> str | None:
+        line = self.raw.readline(self.limit + 1)
+        if not line:
+            return None
+        if len(line) > self.limit and not line.endswith(b"\n"):
+            size = len(line)
+            while line and not line.endswith(b"\n"):
+                line = self.raw.readline(1 << 20)
+                size += len(line)
+            return f"{TOO_LONG}{size}\n"
+        return line.decode("utf-8", errors="replace")
 
 
 class _AnswerMalformed:
     """A read stream that replies to decoding errors on the write stream and yields only real messages."""
 
-    def __init__(self, inner, write_stream) -> None:
+    def __init__(self, inner, write_stream, max_line_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
         self._inner = inner
         self._write = write_stream
+        self._max_line_bytes = max_line_bytes
 
     @property
     def last_context(self):
@@ -198,7 +256,7 @@ class _AnswerMalformed:
             item = await self._inner.receive()
             if not isinstance(item, Exception):
                 return item
-            await self._write.send(_error_reply(item))
+            await self._write.send(_error_reply(item, self._max_line_bytes))
 
     def __aiter__(self):
         return self
@@ -224,13 +282,21 @@ class _AnswerMalformed:
         await self.aclose()
 
 
-def _error_reply(exc: Exception):
+def _error_reply(exc: Exception, max_line_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
     """The JSON-RPC error answering an undecodable line: Parse error, or Invalid Request with the id if readable."""
     import mcp_types as types
     from mcp.shared.message import SessionMessage
 
     errors = exc.errors(include_url=False) if hasattr(exc, "errors") else []
-    if not errors or errors[0].get("type") == "json_invalid":
+    raw = errors[0].get("input") if errors else None
+    if isinstance(raw, str) and raw.startswith(TOO_LONG):
+        size = raw[len(TOO_LONG) :].strip()
+        code, request_id = types.INVALID_REQUEST, None
+        message = (
+            f"Invalid Request: a line of {size} bytes, more than max_request_bytes={max_line_bytes} (left unread); "
+            "raise it with --max-request-bytes or CONV_MCP_MAX_REQUEST_BYTES"
+        )
+    elif not errors or errors[0].get("type") == "json_invalid":
         code, message, request_id = types.PARSE_ERROR, "Parse error: the line is not valid JSON", None
     else:
         code, message = types.INVALID_REQUEST, "Invalid Request: the line is JSON but not a JSON-RPC 2.0 message"

@@ -16,11 +16,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mcp.server import MCPServer
-from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TOKEN_ENV = "CONV_MCP_TOKEN"
 MAX_REQUEST_BYTES_ENV = "CONV_MCP_MAX_REQUEST_BYTES"
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # max_input_elements numbers at full float precision fit (SDK: 4 MiB)
 HEALTH_PATH = "/health"
 MCP_PATH = "/mcp"
 
@@ -66,7 +67,7 @@ class HTTPOptions:
     token: str | None = None
     allowed_hosts: Sequence[str] = field(default_factory=tuple)
     allowed_origins: Sequence[str] = field(default_factory=tuple)
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
 
 def security_settings(
@@ -111,7 +112,7 @@ def build_http_app(
     token: str | None = None,
     allowed_hosts: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> ASGIApp:
     """The ASGI app serving `server` at /mcp, guarded by Host/Origin checks, the optional token and a body-size bound."""
     check_bind(host, token)

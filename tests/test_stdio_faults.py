@@ -24,10 +24,10 @@ INIT_PARAMS = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo"
 class RawSession:
     """`python -m server` driven line by line; every stdout line is kept, stderr goes to a temporary file."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, flags: tuple[str, ...] = ()) -> None:
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server"],
+            [sys.executable, "-m", "server", *flags],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -141,6 +141,22 @@ def test_malformed_lines_get_a_json_rpc_error_and_the_session_goes_on():
             assert len(session.lines) == before + 2, "exactly one error and one answer per round"
         unknown = session.answer(session.request("no/such/method"))
         assert unknown["error"]["code"] == -32601
+        assert_probe_answers(session)
+        assert_only_json_rpc(session.lines)
+    finally:
+        assert session.close() == 0
+
+
+def test_a_line_over_max_request_bytes_is_skipped_unread_with_an_error_naming_the_limit():
+    session = RawSession(flags=("--max-request-bytes", "100000"))
+    try:
+        session.initialize()
+        call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {**PROBE, "pad": "x" * 3_000_000}}
+        session.send(call)
+        error = session.wait_for(lambda m: "error" in m)
+        assert error["error"]["code"] == -32600
+        assert "max_request_bytes=100000" in error["error"]["message"]
+        assert "--max-request-bytes" in error["error"]["message"]
         assert_probe_answers(session)
         assert_only_json_rpc(session.lines)
     finally:
