@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server import MCPServer
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, TextContent
 from pydantic import Field, WithJsonSchema
 
 from skills.errors import LimitError
@@ -21,10 +21,11 @@ from skills.walk import (
     ShapeReport,
     parameter_count,
     receptive_field,
+    report_json,
     shape_calculator,
 )
 
-from .app import READ_ONLY, structured
+from .app import READ_ONLY
 from .errors import domain_errors
 from .limits import LIMITS, Limits
 
@@ -98,20 +99,18 @@ def _p(v: list) -> str:
     """[h, w] as '3' when square, else '3x5'."""
     if not v:
         return "-"
-    return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
+    a, b = v
+    return str(a) if a == b else f"{a}x{b}"
 
 
-def _shape(v: list) -> str:
-    return "[" + ", ".join(str(d) for d in v) + "]"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    shown = rows[:TEXT_ROWS]
-    widths = [max(len(h), *(len(r[i]) for r in shown)) if shown else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in shown]
-    if len(rows) > len(shown):
-        lines.append(f"... {len(rows) - len(shown)} more rows in the structured content")
+def _table(header: list[str], shown: list[tuple[str, ...]], total: int) -> str:
+    """Aligned columns for the first TEXT_ROWS rows (`shown`) of `total`."""
+    widths = [max(len(h), *map(len, col)) for h, col in zip(header, zip(*shown, strict=True), strict=True)] if shown else map(len, header)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header).rstrip()]
+    lines += [fmt.format(*r).rstrip() for r in shown]
+    if total > len(shown):
+        lines.append(f"... {total - len(shown)} more rows in the structured content")
     return "\n".join(lines)
 
 
@@ -122,40 +121,55 @@ def _warnings(warnings: list[str]) -> str:
 def shape_text(r: ShapeReport) -> str:
     """The readable summary of a ShapeReport: totals, then one row per top-level layer."""
     head = (
-        f"output {_shape(r.output_shape)}, params {r.total_params:,}, buffers {r.total_buffers:,}, MACs {r.total_macs:,}, "
+        f"output {r.output_shape}, params {r.total_params:,}, buffers {r.total_buffers:,}, MACs {r.total_macs:,}, "
         f"receptive field {_p(r.receptive_field)}, effective stride {_p(r.effective_stride)}"
     )
-    rows = [
-        [str(x.index), x.type, _shape(x.output_shape), f"{x.params:,}", f"{x.macs:,}", _p(x.receptive_field), _p(x.effective_stride)]
-        for x in r.layers if x.type not in PASS_THROUGH
-    ]
-    note = f"\n({', '.join(sorted({x.type for x in r.layers if x.type in PASS_THROUGH}))} rows left out of this table: shape unchanged, no params)"
-    hidden = len(rows) < len(r.layers)
-    return head + "\n" + _table(["#", "type", "output", "params", "MACs", "RF", "stride"], rows) + (note if hidden else "") + _warnings(r.warnings)
+    shown, total, passed = [], 0, set()
+    for x in r.layers:  # only the rows the table shows are formatted
+        t = x.type
+        if t in PASS_THROUGH:
+            passed.add(t)
+            continue
+        total += 1
+        if total <= TEXT_ROWS:
+            shown.append((str(x.index), t, str(x.output_shape), f"{x.params:,}", f"{x.macs:,}", _p(x.receptive_field), _p(x.effective_stride)))
+    table = _table(["#", "type", "output", "params", "MACs", "RF", "stride"], shown, total)
+    note = f"\n({', '.join(sorted(passed))} rows left out of this table: shape unchanged, no params)" if passed else ""
+    return head + "\n" + table + note + _warnings(r.warnings)
 
 
 def rf_text(r: ReceptiveFieldReport) -> str:
     """The readable summary of a ReceptiveFieldReport."""
     head = (
         f"receptive field {_p(r.receptive_field)}, effective stride {_p(r.effective_stride)}, "
-        f"effective padding {_p(r.effective_padding)}, output {_shape(r.output_shape)}"
+        f"effective padding {_p(r.effective_padding)}, output {r.output_shape}"
     )
     if r.output_position is not None:
         g, c = r.input_region, r.input_region_clipped
         head += f"\noutput pixel {r.output_position} sees input rows/cols "
         head += f"{g.top}..{g.bottom} x {g.left}..{g.right}" if g else "none"
         head += f" (in the image: {c.top}..{c.bottom} x {c.left}..{c.right})" if c else " (no image pixel)"
-    rows = [[str(x.index), x.type, _shape(x.output_shape), _p(x.receptive_field), _p(x.effective_stride), _p(x.effective_padding)]
-            for x in r.layers]
-    return head + "\n" + _table(["#", "type", "output", "RF", "stride", "padding"], rows) + _warnings(r.warnings)
+    shown = [(str(x.index), x.type, str(x.output_shape), _p(x.receptive_field), _p(x.effective_stride), _p(x.effective_padding))
+             for x in r.layers[:TEXT_ROWS]]
+    return head + "\n" + _table(["#", "type", "output", "RF", "stride", "padding"], shown, len(r.layers)) + _warnings(r.warnings)
 
 
 def param_text(r: ParameterReport) -> str:
     """The readable summary of a ParameterReport: totals and each layer's formula."""
     head = f"params {r.total_params:,}, buffers {r.total_buffers:,}"
-    rows = [[str(x.index), x.type, x.formula + (f"; buffers {x.buffers_formula}" if x.buffers_formula else "")]
-            for x in r.layers if x.params or x.buffers]
-    return head + "\n" + _table(["#", "type", "params"], rows) + _warnings(r.warnings)
+    shown, total = [], 0
+    for x in r.layers:
+        if x.params or x.buffers:
+            total += 1
+            if total <= TEXT_ROWS:
+                shown.append((str(x.index), x.type, x.formula + (f"; buffers {x.buffers_formula}" if x.buffers_formula else "")))
+    return head + "\n" + _table(["#", "type", "params"], shown, total) + _warnings(r.warnings)
+
+
+def _result(report: ShapeReport | ReceptiveFieldReport | ParameterReport, text: str) -> CallToolResult:
+    """app.structured(report, text), with the structured content taken from the report directly (skills.walk.report_json
+    gives what model_dump(mode="json") would, without its pass over every value)."""
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=report_json(report))
 
 
 def register(server: MCPServer) -> None:
@@ -166,7 +180,7 @@ def register(server: MCPServer) -> None:
     async def shape_calculator_tool(input_shape: InputShape, layers: Layers = None, spec: Spec = None) -> Annotated[CallToolResult, ShapeReport]:
         """Walk a whole network layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON) or `spec` (print(model) text)."""
         report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec)
-        return structured(report, shape_text(report))
+        return _result(report, shape_text(report))
 
     @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY)
     @domain_errors
@@ -181,7 +195,7 @@ def register(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, ReceptiveFieldReport]:
         """Receptive field, effective stride and effective padding ([h, w], Araujo et al. 2019) after every layer; with output_position [y, x], the inclusive input region that pixel sees, before and after clipping to the image."""
         report = await _named_limit(receptive_field, input_shape=input_shape, output_position=output_position, layers=layers, spec=spec)
-        return structured(report, rf_text(report))
+        return _result(report, rf_text(report))
 
     @server.tool(name="parameter_count", title="Parameters and buffers per layer, with formulas", annotations=READ_ONLY)
     @domain_errors
@@ -199,4 +213,4 @@ def register(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, ParameterReport]:
         """Trainable params and buffers (BatchNorm running statistics) per layer, each with its formula written out (e.g. '64*3*3*3 + 64 = 1,792'), and the totals."""
         report = await _named_limit(parameter_count, input_shape=input_shape, layers=layers, spec=spec)
-        return structured(report, param_text(report))
+        return _result(report, param_text(report))

@@ -40,10 +40,10 @@ import functools
 import gc
 import re
 from fractions import Fraction
-from math import gcd, prod
+from math import gcd
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, TypeAdapter, WithJsonSchema
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from .arithmetic import (
     check_padding_mode,
@@ -225,6 +225,17 @@ class AxisRF:
         t, b = self.top(y), self.bottom(y)
         return None if t is None else Fraction(t + b, 2)
 
+    def window(self, k: int, s: int, p: int, d: int) -> AxisRF:
+        """The map after a sliding window (kernel k, stride s, padding before p, dilation d)."""
+        if self.period == 1:
+            t = self.tops[0]
+            if t is not None:  # the affine case: Araujo et al.'s recurrence, the one copy in arithmetic.receptive_field_step
+                b = self.bottoms[0]
+                rf, jump, start = receptive_field_step(b - t + 1, self.shift, (t + b) / 2, k, s, p, d)
+                top = int(start - (rf - 1) / 2)
+                return AxisRF(1, jump, (top,), (top + rf - 1,))
+        return self.then(WindowStep(k, s, p, d, None))
+
     def then(self, step: Any) -> AxisRF:
         """The map after one more layer `step` (its output pixel -> this map's pixels -> input region)."""
         if self.period == 1 and step.period == 1 and not isinstance(step, TransposeStep) and self.tops[0] is not None:
@@ -317,19 +328,30 @@ class _T:
         self.n, self.flat, self.c, self.h, self.w, self.f = n, flat, c, h, w, f
 
     def dims(self) -> list:
-        body = [self.f] if self.flat else [self.c, self.h, self.w]
-        return body if self.n is None else [self.n, *body]
+        if self.flat:
+            return [self.f] if self.n is None else [self.n, self.f]
+        return [self.c, self.h, self.w] if self.n is None else [self.n, self.c, self.h, self.w]
 
     def elements(self) -> int:
-        dims = self.dims()
-        return prod(dims) if None not in dims else 0
+        """prod(dims()), or 0 while a dimension is unknown (h and w are known or unknown together)."""
+        if self.flat:
+            v = self.f
+        else:
+            v = None if self.c is None or self.h is None else self.c * self.h * self.w
+        if v is None:
+            return 0
+        return v if self.n is None else self.n * v
 
     def same_as(self, other: _T) -> bool:
         return self.dims() == other.dims() and self.flat == other.flat
 
 
 class _Rec:
-    """One walked layer: its numbers, and the steps (per axis) that the receptive-field walk-back needs."""
+    """One walked layer: its numbers, and what the receptive-field walk-back needs.
+
+    `formula` / `buffers_formula` are text, or (function, *args) written out only when parameter_count asks;
+    `steps` is (step class, H arguments, W arguments), built only when output_position asks.
+    """
 
     __slots__ = ("path", "type", "x", "y", "params", "buffers", "macs", "formula", "buffers_formula", "steps", "paths", "rf")
 
@@ -340,34 +362,41 @@ class _Rec:
         self.steps, self.paths, self.rf = steps, paths, rf
 
 
-class _Walk:
-    """State of one walk: whether spatial sizes and receptive fields are tracked, and where warnings go."""
+def _text(formula) -> str | None:
+    """A record's formula as text (it is kept as (function, *args) until asked for)."""
+    return formula if formula is None or formula.__class__ is str else formula[0](*formula[1:])
 
-    def __init__(self, spatial: bool):
-        self.spatial = spatial
+
+def _where(path: str, ltype: str) -> str:
+    """How errors name a layer; built only when one is raised."""
+    return f"layer {path} ({ltype})"
+
+
+class _Walk:
+    """State of one walk: the records inside blocks, and where warnings go."""
+
+    def __init__(self):
         self.warnings: list[str] = []
         self.inner: list[_Rec] = []
 
     def sequence(self, layers: list, x: _T, rf: tuple[AxisRF, AxisRF] | None, prefix: str, out: list[_Rec]):
+        handlers = _HANDLERS
+        append = out.append
         for i, layer in enumerate(layers):
-            path = f"{prefix}{i}"
-            rec = self.layer(layer, x, rf, path)
-            out.append(rec)
+            path = f"{prefix}{i}" if prefix else str(i)
+            handler = handlers.get(layer.__class__)
+            if handler is None:  # activation, dropout, identity: shape unchanged, nothing learnt
+                append(_Rec(path, layer.type, x, x, 0, 0, 0, "0", None, None, None, rf))
+                continue
+            try:
+                rec = handler(self, layer, x, rf, path)
+            except ConvError as exc:
+                if str(exc).startswith("layer "):
+                    raise
+                raise type(exc)(f"{_where(path, layer.type)}: {exc}") from None
+            append(rec)
             x, rf = rec.y, rec.rf
         return x, rf
-
-    def layer(self, layer: Any, x: _T, rf, path: str) -> _Rec:
-        ltype = layer.type
-        where = f"layer {path} ({ltype})"
-        handler = _HANDLERS.get(type(layer))
-        if handler is None:  # activation, dropout, identity: shape unchanged, nothing learnt
-            return _Rec(path, ltype, x, x, 0, 0, 0, "0", None, None, None, rf)
-        try:
-            return handler(self, layer, x, rf, path, where)
-        except ConvError as exc:
-            if str(exc).startswith("layer "):
-                raise
-            raise type(exc)(f"{where}: {exc}") from None
 
 
 def _pair(v) -> tuple[int, int]:
@@ -385,16 +414,16 @@ def _need_map(x: _T, where: str, what: str) -> None:
         )
 
 
-def _in_channels(x: _T, given: int | None, field: str, where: str) -> int:
+def _in_channels(x: _T, given: int | None, field: str, path: str, ltype: str) -> int:
     if given is not None and x.c is not None and given != x.c:
         raise SpecError(
-            f"{where}: {field}={given} but its input has {x.c} channels (shape {x.dims()}); "
+            f"{_where(path, ltype)}: {field}={given} but its input has {x.c} channels (shape {x.dims()}); "
             f"set {field}={x.c} or leave it out to infer it"
         )
     c = given if given is not None else x.c
     if c is None:
         raise SpecError(
-            f"{where}: {field} cannot be inferred: no input_shape was given and no earlier layer fixes the channel count; "
+            f"{_where(path, ltype)}: {field} cannot be inferred: no input_shape was given and no earlier layer fixes the channel count; "
             f"give input_shape or {field}"
         )
     return c
@@ -420,41 +449,59 @@ def _weight_formula(cout: int, cin: int, groups: int, kh: int, kw: int, bias: bo
     return f"{text} + {cout} = {params:,}" if bias else f"{text} = {params:,}"
 
 
-def _conv(w: _Walk, layer: Conv2d, x: _T, rf, path: str, where: str) -> _Rec:
-    _need_map(x, where, "conv2d")
-    cin = _in_channels(x, layer.in_channels, "in_channels", where)
+def _conv(w: _Walk, layer: Conv2d, x: _T, rf, path: str) -> _Rec:
+    if x.flat:
+        _need_map(x, _where(path, "conv2d"), "conv2d")
+    cin = layer.in_channels
+    if cin is None and x.c is not None:
+        cin = x.c
+    else:
+        cin = _in_channels(x, cin, "in_channels", path, "conv2d")
     cout, g = layer.out_channels, layer.groups
-    _groups(cin, cout, g, where)
-    k = _pair(layer.kernel_size)
-    s = _pair(layer.stride)
-    d = _pair(layer.dilation)
-    before, after = resolve_conv_padding(layer.padding, k, s, d)
-    weight = cout * (cin // g) * k[0] * k[1]
-    params = weight + (cout if layer.bias else 0)
-    formula = (cout, cin, g, k[0], k[1], layer.bias, params, False)  # written out only if parameter_count asks
-    if x.h is None:
+    if g != 1 and (cin % g or cout % g):
+        _groups(cin, cout, g, _where(path, "conv2d"))
+    k, s, d = layer.kernel_size, layer.stride, layer.dilation
+    kh, kw = (k, k) if k.__class__ is int else _pair(k)
+    sh, sw = (s, s) if s.__class__ is int else _pair(s)
+    dh, dw = (d, d) if d.__class__ is int else _pair(d)
+    padding = layer.padding
+    if padding.__class__ is int:
+        pt = pl = pb = pr = padding
+    else:
+        (pt, pl), (pb, pr) = resolve_conv_padding(padding, (kh, kw), (sh, sw), (dh, dw))
+    weight = cout * (cin // g) * kh * kw
+    params = weight + cout if layer.bias else weight
+    formula = (_weight_formula, cout, cin, g, kh, kw, layer.bias, params, False)  # written out only if parameter_count asks
+    h, wd = x.h, x.w
+    if h is None:
         return _Rec(path, "conv2d", x, _T(x.n, False, cout), params, 0, 0, formula, None, None, None, None)
-    check_padding_mode((x.h, x.w), before, after, layer.padding_mode)
-    if layer.padding_mode == "circular" and rf is not None and max(*before, *after) > 0:
-        w.warnings.append(
-            f"{where}: circular padding wraps around, so pixels near one border also see the opposite border; "
-            "the regions reported here count padding as the zero-padding case does"
-        )
-    size = []
-    for i, axis, n in ((0, "H", x.h), (1, "W", x.w)):
-        try:
-            size.append(conv_output_length(n, k[i], s[i], before[i], after[i], d[i]))
-        except GeometryError as exc:
-            raise _axis_error(exc, axis, where) from None
-    y = _T(x.n, False, cout, size[0], size[1])
-    macs = (x.n or 1) * size[0] * size[1] * weight
-    steps = (WindowStep(k[0], s[0], before[0], d[0], x.h), WindowStep(k[1], s[1], before[1], d[1], x.w))
-    return _Rec(path, "conv2d", x, y, params, 0, macs, formula, None, steps, None, _advance(rf, steps))
+    mode = layer.padding_mode
+    if mode != "zeros":
+        check_padding_mode((h, wd), (pt, pl), (pb, pr), mode)
+        if mode == "circular" and rf is not None and max(pt, pl, pb, pr) > 0:
+            w.warnings.append(
+                f"{_where(path, 'conv2d')}: circular padding wraps around, so pixels near one border also see the opposite border; "
+                "the regions reported here count padding as the zero-padding case does"
+            )
+    try:
+        oh = conv_output_length(h, kh, sh, pt, pb, dh)
+    except GeometryError as exc:
+        raise _axis_error(exc, "H", _where(path, "conv2d")) from None
+    try:
+        ow = conv_output_length(wd, kw, sw, pl, pr, dw)
+    except GeometryError as exc:
+        raise _axis_error(exc, "W", _where(path, "conv2d")) from None
+    macs = (x.n or 1) * oh * ow * weight
+    steps = (WindowStep, (kh, sh, pt, dh, h), (kw, sw, pl, dw, wd))
+    if rf is not None:
+        rf = _windows(rf, kh, sh, pt, dh, kw, sw, pl, dw)
+    return _Rec(path, "conv2d", x, _T(x.n, False, cout, oh, ow), params, 0, macs, formula, None, steps, None, rf)
 
 
-def _convT(w: _Walk, layer: ConvTranspose2d, x: _T, rf, path: str, where: str) -> _Rec:
+def _convT(w: _Walk, layer: ConvTranspose2d, x: _T, rf, path: str) -> _Rec:
+    where = _where(path, "convtranspose2d")
     _need_map(x, where, "convtranspose2d")
-    cin = _in_channels(x, layer.in_channels, "in_channels", where)
+    cin = _in_channels(x, layer.in_channels, "in_channels", path, "convtranspose2d")
     cout, g = layer.out_channels, layer.groups
     _groups(cin, cout, g, where)
     k = _pair(layer.kernel_size)
@@ -464,7 +511,7 @@ def _convT(w: _Walk, layer: ConvTranspose2d, x: _T, rf, path: str, where: str) -
     op = _pair(layer.output_padding)
     weight = cin * (cout // g) * k[0] * k[1]
     params = weight + (cout if layer.bias else 0)
-    formula = (cout, cin, g, k[0], k[1], layer.bias, params, True)
+    formula = (_weight_formula, cout, cin, g, k[0], k[1], layer.bias, params, True)
     if x.h is None:
         return _Rec(path, "convtranspose2d", x, _T(x.n, False, cout), params, 0, 0, formula, None, None, None, None)
     size = []
@@ -475,43 +522,53 @@ def _convT(w: _Walk, layer: ConvTranspose2d, x: _T, rf, path: str, where: str) -
             raise _axis_error(exc, axis, where) from None
     y = _T(x.n, False, cout, size[0], size[1])
     macs = (x.n or 1) * x.h * x.w * weight  # H_in*W_in*C_in*(C_out/groups)*kH*kW
-    steps = (TransposeStep(k[0], s[0], p[0], d[0], x.h), TransposeStep(k[1], s[1], p[1], d[1], x.w))
+    steps = (TransposeStep, (k[0], s[0], p[0], d[0], x.h), (k[1], s[1], p[1], d[1], x.w))
     return _Rec(path, "convtranspose2d", x, y, params, 0, macs, formula, None, steps, None, _advance(rf, steps))
 
 
-def _pool(w: _Walk, layer: MaxPool2d | AvgPool2d, x: _T, rf, path: str, where: str) -> _Rec:
-    _need_map(x, where, layer.type)
-    k = _pair(layer.kernel_size)
-    s = _pair(layer.stride if layer.stride is not None else layer.kernel_size)
-    p = _pair(layer.padding)
-    d = _pair(getattr(layer, "dilation", 1))
-    if x.h is None:
-        return _Rec(path, layer.type, x, x, 0, 0, 0, "0", None, None, None, None)
-    size = []
-    for i, axis, n in ((0, "H", x.h), (1, "W", x.w)):
-        try:
-            size.append(pool_output_length(n, k[i], s[i], p[i], d[i], layer.ceil_mode))
-        except GeometryError as exc:
-            raise _axis_error(exc, axis, where) from None
-    y = _T(x.n, False, x.c, size[0], size[1])
-    steps = (WindowStep(k[0], s[0], p[0], d[0], x.h), WindowStep(k[1], s[1], p[1], d[1], x.w))
-    return _Rec(path, layer.type, x, y, 0, 0, 0, "0", None, steps, None, _advance(rf, steps))
+def _pool(w: _Walk, layer: MaxPool2d | AvgPool2d, x: _T, rf, path: str) -> _Rec:
+    ltype = layer.type
+    if x.flat:
+        _need_map(x, _where(path, ltype), ltype)
+    k = layer.kernel_size
+    s = layer.stride if layer.stride is not None else k
+    p = layer.padding
+    d = layer.dilation if ltype == "maxpool2d" else 1
+    kh, kw = (k, k) if k.__class__ is int else _pair(k)
+    sh, sw = (s, s) if s.__class__ is int else _pair(s)
+    ph, pw = (p, p) if p.__class__ is int else _pair(p)
+    dh, dw = (d, d) if d.__class__ is int else _pair(d)
+    h, wd = x.h, x.w
+    if h is None:
+        return _Rec(path, ltype, x, x, 0, 0, 0, "0", None, None, None, None)
+    try:
+        oh = pool_output_length(h, kh, sh, ph, dh, layer.ceil_mode)
+    except GeometryError as exc:
+        raise _axis_error(exc, "H", _where(path, ltype)) from None
+    try:
+        ow = pool_output_length(wd, kw, sw, pw, dw, layer.ceil_mode)
+    except GeometryError as exc:
+        raise _axis_error(exc, "W", _where(path, ltype)) from None
+    steps = (WindowStep, (kh, sh, ph, dh, h), (kw, sw, pw, dw, wd))
+    if rf is not None:
+        rf = _windows(rf, kh, sh, ph, dh, kw, sw, pw, dw)
+    return _Rec(path, ltype, x, _T(x.n, False, x.c, oh, ow), 0, 0, 0, "0", None, steps, None, rf)
 
 
-def _adaptive(w: _Walk, layer: AdaptiveAvgPool2d | AdaptiveMaxPool2d, x: _T, rf, path: str, where: str) -> _Rec:
-    _need_map(x, where, layer.type)
+def _adaptive(w: _Walk, layer: AdaptiveAvgPool2d | AdaptiveMaxPool2d, x: _T, rf, path: str) -> _Rec:
+    _need_map(x, _where(path, layer.type), layer.type)
     out = layer.output_size
     out = [out, out] if isinstance(out, int) else [out[0], out[-1]]
     if x.h is None:
         return _Rec(path, layer.type, x, x, 0, 0, 0, "0", None, None, None, None)
     size = [out[0] or x.h, out[1] or x.w]
     y = _T(x.n, False, x.c, size[0], size[1])
-    steps = (AdaptiveStep(x.h, size[0]), AdaptiveStep(x.w, size[1]))
+    steps = (AdaptiveStep, (x.h, size[0]), (x.w, size[1]))
     return _Rec(path, layer.type, x, y, 0, 0, 0, "0", None, steps, None, _advance(rf, steps))
 
 
-def _zeropad(w: _Walk, layer: ZeroPad2d, x: _T, rf, path: str, where: str) -> _Rec:
-    _need_map(x, where, "zeropad2d")
+def _zeropad(w: _Walk, layer: ZeroPad2d, x: _T, rf, path: str) -> _Rec:
+    _need_map(x, _where(path, "zeropad2d"), "zeropad2d")
     p = layer.padding
     left, right, top, bottom = (p, p, p, p) if isinstance(p, int) else p
     if x.h is None:
@@ -519,62 +576,80 @@ def _zeropad(w: _Walk, layer: ZeroPad2d, x: _T, rf, path: str, where: str) -> _R
     h, wd = x.h + top + bottom, x.w + left + right
     if h < 1 or wd < 1:
         raise GeometryError(
-            f"{where}: padding [left {left}, right {right}, top {top}, bottom {bottom}] leaves a {h}x{wd} map "
+            f"{_where(path, 'zeropad2d')}: padding [left {left}, right {right}, top {top}, bottom {bottom}] leaves a {h}x{wd} map "
             f"from {x.h}x{x.w}; negative padding crops and must leave at least 1 pixel"
         )
     y = _T(x.n, False, x.c, h, wd)
-    steps = (WindowStep(1, 1, top, 1, x.h), WindowStep(1, 1, left, 1, x.w))
+    steps = (WindowStep, (1, 1, top, 1, x.h), (1, 1, left, 1, x.w))
     return _Rec(path, "zeropad2d", x, y, 0, 0, 0, "0", None, steps, None, _advance(rf, steps))
 
 
-def _batchnorm(w: _Walk, layer: BatchNorm2d, x: _T, rf, path: str, where: str) -> _Rec:
-    _need_map(x, where, "batchnorm2d")
-    c = _in_channels(x, layer.num_features, "num_features", where)
+def _bn_formula(per: int, c: int, params: int) -> str:
+    return f"{per}*{c} = {params:,}"
+
+
+def _bn_buffers_formula(c: int, buffers: int) -> str:
+    return f"2*{c} + 1 = {buffers:,}"
+
+
+def _batchnorm(w: _Walk, layer: BatchNorm2d, x: _T, rf, path: str) -> _Rec:
+    if x.flat:
+        _need_map(x, _where(path, "batchnorm2d"), "batchnorm2d")
+    c = layer.num_features
+    if c is None and x.c is not None:
+        c = x.c
+    else:
+        c = _in_channels(x, c, "num_features", path, "batchnorm2d")
     per = (1 + (1 if layer.bias else 0)) if layer.affine else 0
     params = per * c
     buffers = 2 * c + 1 if layer.track_running_stats else 0
-    formula = f"{per}*{c} = {params:,}" if per else "0 (affine=False)"
-    buffers_formula = f"2*{c} + 1 = {buffers:,}" if buffers else "0 (track_running_stats=False)"
-    y = _T(x.n, False, c, x.h, x.w)
+    formula = (_bn_formula, per, c, params) if per else "0 (affine=False)"
+    buffers_formula = (_bn_buffers_formula, c, buffers) if buffers else "0 (track_running_stats=False)"
+    y = x if c == x.c else _T(x.n, False, c, x.h, x.w)  # shapes are never changed in place: sharing is safe
     return _Rec(path, "batchnorm2d", x, y, params, buffers, 0, formula, buffers_formula, None, None, rf)
 
 
-def _flatten(w: _Walk, layer: Flatten, x: _T, rf, path: str, where: str) -> _Rec:
+def _flatten(w: _Walk, layer: Flatten, x: _T, rf, path: str) -> _Rec:
     if x.flat:
         return _Rec(path, "flatten", x, x, 0, 0, 0, "0", None, None, None, rf)
     f = x.c * x.h * x.w if None not in (x.c, x.h, x.w) else None
     y = _T(x.n, True, f=f)
     if x.h is None:
         return _Rec(path, "flatten", x, y, 0, 0, 0, "0", None, None, None, None)
-    steps = (WindowStep(x.h, x.h, 0, 1, x.h), WindowStep(x.w, x.w, 0, 1, x.w))
+    steps = (WindowStep, (x.h, x.h, 0, 1, x.h), (x.w, x.w, 0, 1, x.w))
     return _Rec(path, "flatten", x, y, 0, 0, 0, "0", None, steps, None, _advance(rf, steps))
 
 
-def _linear(w: _Walk, layer: Linear, x: _T, rf, path: str, where: str) -> _Rec:
+def _linear_formula(fout: int, fin: int, bias: bool, params: int) -> str:
+    return f"{fout}*{fin} + {fout} = {params:,}" if bias else f"{fout}*{fin} = {params:,}"
+
+
+def _linear(w: _Walk, layer: Linear, x: _T, rf, path: str) -> _Rec:
     if not x.flat:
         raise SpecError(
-            f"{where}: linear needs a flattened input [F] or [N, F] but gets the map {x.dims()}; "
+            f"{_where(path, 'linear')}: linear needs a flattened input [F] or [N, F] but gets the map {x.dims()}; "
             'add {"type": "flatten"} before it (forward() often calls torch.flatten, which print(model) does not show)'
         )
     if layer.in_features is not None and x.f is not None and layer.in_features != x.f:
         raise SpecError(
-            f"{where}: in_features={layer.in_features} but its input has {x.f:,} features (shape {x.dims()}); "
+            f"{_where(path, 'linear')}: in_features={layer.in_features} but its input has {x.f:,} features (shape {x.dims()}); "
             f"set in_features={x.f} or leave it out to infer it"
         )
     fin = layer.in_features if layer.in_features is not None else x.f
     if fin is None:
         raise SpecError(
-            f"{where}: in_features cannot be inferred without input_shape (it is C*H*W of the flattened map); "
+            f"{_where(path, 'linear')}: in_features cannot be inferred without input_shape (it is C*H*W of the flattened map); "
             "give input_shape or in_features"
         )
     fout = layer.out_features
     params = fout * fin + (fout if layer.bias else 0)
-    formula = f"{fout}*{fin} + {fout} = {params:,}" if layer.bias else f"{fout}*{fin} = {params:,}"
+    formula = (_linear_formula, fout, fin, layer.bias, params)
     macs = (x.n or 1) * fin * fout
     return _Rec(path, "linear", x, _T(x.n, True, f=fout), params, 0, macs, formula, None, None, None, rf)
 
 
-def _residual(w: _Walk, layer: Residual, x: _T, rf, path: str, where: str) -> _Rec:
+def _residual(w: _Walk, layer: Residual, x: _T, rf, path: str) -> _Rec:
+    where = _where(path, "residual")
     body: list[_Rec] = []
     short: list[_Rec] = []
     yb, rfb = w.sequence(layer.body, x, rf, f"{path}.body.", body)
@@ -602,7 +677,8 @@ def _unknown_match(a: _T, b: _T) -> bool:
     return a.h is None and b.h is None and a.flat == b.flat and (a.c is None or b.c is None or a.c == b.c)
 
 
-def _concat(w: _Walk, layer: Concat, x: _T, rf, path: str, where: str) -> _Rec:
+def _concat(w: _Walk, layer: Concat, x: _T, rf, path: str) -> _Rec:
+    where = _where(path, "concat")
     outs, rfs, paths = [], [], []
     for j, branch in enumerate(layer.branches):
         recs: list[_Rec] = []
@@ -631,19 +707,39 @@ def _concat(w: _Walk, layer: Concat, x: _T, rf, path: str, where: str) -> _Rec:
     return _block_rec(path, "concat", x, y, [r for p in paths for r in p], paths, out_rf)
 
 
+def _block_formula(recs: list[_Rec], params: int) -> str:
+    terms = [f"{r.params:,}" for r in recs if r.params]
+    return f"{' + '.join(terms)} = {params:,} (its layers)" if len(terms) > 1 else f"{params:,} (its layers)"
+
+
+def _block_buffers_formula(recs: list[_Rec], buffers: int) -> str:
+    bterms = [f"{r.buffers:,}" for r in recs if r.buffers]
+    return f"{' + '.join(bterms)} = {buffers:,}" if len(bterms) > 1 else f"{buffers:,}"
+
+
 def _block_rec(path, ltype, x, y, recs, paths, rf) -> _Rec:
     params = sum(r.params for r in recs)
     buffers = sum(r.buffers for r in recs)
     macs = sum(r.macs for r in recs)
-    terms = [f"{r.params:,}" for r in recs if r.params]
-    formula = f"{' + '.join(terms)} = {params:,} (its layers)" if len(terms) > 1 else f"{params:,} (its layers)"
-    bterms = [f"{r.buffers:,}" for r in recs if r.buffers]
-    bformula = (f"{' + '.join(bterms)} = {buffers:,}" if len(bterms) > 1 else f"{buffers:,}") if buffers else None
+    formula = (_block_formula, recs, params)
+    bformula = (_block_buffers_formula, recs, buffers) if buffers else None
     return _Rec(path, ltype, x, y, params, buffers, macs, formula, bformula, None, paths, rf)
 
 
+def _windows(rf, kh, sh, ph, dh, kw, sw, pw, dw):
+    """The receptive-field maps after a sliding window on each axis (one computation when both axes are alike)."""
+    rh, rw = rf
+    nh = rh.window(kh, sh, ph, dh)
+    if rw is rh and kw == kh and sw == sh and pw == ph and dw == dh:
+        return nh, nh
+    return nh, rw.window(kw, sw, pw, dw)
+
+
 def _advance(rf, steps):
-    return None if rf is None else (rf[0].then(steps[0]), rf[1].then(steps[1]))
+    if rf is None:
+        return None
+    cls, h, w = steps
+    return rf[0].then(cls(*h)), rf[1].then(cls(*w))
 
 
 _HANDLERS = {
@@ -671,7 +767,7 @@ def _walk_back(recs: list[_Rec], axis: int, out: int) -> int:
         if rec.paths is not None:
             out = _block_back(rec, axis, out)
         elif rec.steps is not None:
-            out = rec.steps[axis].pre(out)
+            out = rec.steps[0](*rec.steps[1 + axis]).pre(out)
         if not out:
             return 0
     return out
@@ -853,8 +949,9 @@ def walk(
     try:
         models = layers if _all_models(layers) else validate_layers(layers)
         x = _input(input_shape) if input_shape is not None else _T(None, False)
-        state = _Walk(spatial=input_shape is not None)
-        rf = (AxisRF.image(), AxisRF.image()) if input_shape is not None and not x.flat else None
+        state = _Walk()
+        image = AxisRF.image()  # maps are never changed in place, so both axes may share one
+        rf = (image, image) if input_shape is not None and not x.flat else None
         records: list[_Rec] = []
         y, rf = state.sequence(models, x, rf, "", records)
     except ConvError as exc:
@@ -883,8 +980,10 @@ def _rf_fields(rf) -> tuple[list[int], list, list]:
     if rf is None:
         return [], [], []
     h, w = rf
-    if h.period == 1 and w.period == 1 and h.tops[0] is not None and w.tops[0] is not None:  # affine: no Fractions
-        return ([h.bottoms[0] - h.tops[0] + 1, w.bottoms[0] - w.tops[0] + 1], [h.shift, w.shift], [-h.tops[0], -w.tops[0]])
+    if h.period == 1 and w.period == 1:  # affine: no Fractions
+        th, tw = h.tops[0], w.tops[0]
+        if th is not None and tw is not None:
+            return [h.bottoms[0] - th + 1, w.bottoms[0] - tw + 1], [h.shift, w.shift], [-th, -tw]
     return [h.size, w.size], [_num(h.stride), _num(w.stride)], [_num(h.padding), _num(w.padding)]
 
 
@@ -892,22 +991,78 @@ def _index(path: str) -> int:
     return int(path.split(".", 1)[0])
 
 
-def _shape_rows(records: list[_Rec]) -> list[ShapeRow]:
+# Results are built from values the walk computed with the right types (ints from skills.arithmetic, exact
+# numbers from _num), so the models are constructed without a validation pass (pydantic's model_construct,
+# minus its per-field loop); the MCP server validates what it sends against these models once.
+_new = object.__new__
+_setattr = object.__setattr__
+
+
+def _construct(model: type[BaseModel], fields: set[str], values: dict) -> Any:
+    """model.model_construct(**values) for `values` holding every field in declaration order."""
+    m = _new(model)
+    _setattr(m, "__dict__", values)
+    _setattr(m, "__pydantic_fields_set__", fields)  # shared: every field is set, so pydantic's add() never changes it
+    _setattr(m, "__pydantic_extra__", None)
+    _setattr(m, "__pydantic_private__", None)
+    return m
+
+
+_SHAPE_ROW_FIELDS = set(ShapeRow.model_fields)
+_RF_ROW_FIELDS = set(RFRow.model_fields)
+_PARAM_ROW_FIELDS = set(ParamRow.model_fields)
+_SHAPE_FIELDS = set(ShapeReport.model_fields)
+_RF_FIELDS = set(ReceptiveFieldReport.model_fields)
+_PARAM_FIELDS = set(ParameterReport.model_fields)
+
+
+def _shape_rows(records: list[_Rec], top: bool) -> list[ShapeRow]:
     rows = []
-    for r in records:
+    append = rows.append
+    for i, r in enumerate(records):
         size, stride, pad = _rf_fields(r.rf)
-        elements = r.y.elements()
-        rows.append({
-            "index": _index(r.path), "path": r.path, "type": r.type, "input_shape": r.x.dims(), "output_shape": r.y.dims(),
-            "params": r.params, "buffers": r.buffers, "macs": r.macs, "receptive_field": size, "effective_stride": stride,
-            "effective_padding": pad, "activation_bytes": elements * BYTES_PER_ELEMENT,
+        y = r.y
+        append(_construct(ShapeRow, _SHAPE_ROW_FIELDS, {
+            "index": i if top else _index(r.path), "path": r.path, "type": r.type, "input_shape": r.x.dims(),
+            "output_shape": y.dims(), "params": r.params, "buffers": r.buffers, "macs": r.macs, "receptive_field": size,
+            "effective_stride": stride, "effective_padding": pad, "activation_bytes": y.elements() * BYTES_PER_ELEMENT,
+        }))
+    return rows
+
+
+def _rf_rows(records: list[_Rec], top: bool) -> list[RFRow]:
+    rows = []
+    append = rows.append
+    for i, r in enumerate(records):
+        size, stride, pad = _rf_fields(r.rf)
+        append(_construct(RFRow, _RF_ROW_FIELDS, {
+            "index": i if top else _index(r.path), "path": r.path, "type": r.type, "output_shape": r.y.dims(),
+            "receptive_field": size, "effective_stride": stride, "effective_padding": pad,
+        }))
+    return rows
+
+
+def _param_rows(records: list[_Rec], top: bool) -> list[ParamRow]:
+    return [
+        _construct(ParamRow, _PARAM_ROW_FIELDS, {
+            "index": i if top else _index(r.path), "path": r.path, "type": r.type, "params": r.params, "buffers": r.buffers,
+            "formula": _text(r.formula), "buffers_formula": _text(r.buffers_formula),
         })
-    return _SHAPE_ROWS.validate_python(rows)
+        for i, r in enumerate(records)
+    ]
 
 
-_SHAPE_ROWS = TypeAdapter(list[ShapeRow])
-_RF_ROWS = TypeAdapter(list[RFRow])
-_PARAM_ROWS = TypeAdapter(list[ParamRow])
+def report_json(report: ShapeReport | ReceptiveFieldReport | ParameterReport) -> dict:
+    """report.model_dump(mode="json") without the serializer's pass over every value: a walk's reports hold only
+    JSON values (ints, floats, strings, None, lists of them) and Regions. The value lists are shared with the report."""
+    out = dict(report.__dict__)
+    out["layers"] = [dict(r.__dict__) for r in out["layers"]]
+    out["block_layers"] = [dict(r.__dict__) for r in out["block_layers"]]
+    for key in ("input_region", "input_region_clipped"):
+        region = out.get(key)
+        if region is not None:
+            out[key] = dict(region.__dict__)
+    return out
 
 
 def _without_gc(fn):
@@ -942,15 +1097,16 @@ def shape_calculator(
     if input_shape is None:
         raise GeometryError("input_shape is required: [C, H, W] or [N, C, H, W]")
     done = walk(input_shape, layers, spec, max_layers=max_layers, max_depth=max_depth, max_spec_chars=max_spec_chars)
-    rows = _shape_rows(done.records)
+    rows = _shape_rows(done.records, True)
     size, stride, pad = _rf_fields(done.rf)
-    return ShapeReport.model_construct(
-        input_shape=done.input_shape.dims(), output_shape=done.y.dims(),
-        total_params=sum(r.params for r in done.records), total_buffers=sum(r.buffers for r in done.records),
-        total_macs=sum(r.macs for r in done.records), total_activation_bytes=sum(r.activation_bytes for r in rows),
-        receptive_field=size, effective_stride=stride, effective_padding=pad,
-        layers=rows, block_layers=_shape_rows(done.inner), warnings=done.warnings,
-    )
+    return _construct(ShapeReport, _SHAPE_FIELDS, {
+        "input_shape": done.input_shape.dims(), "output_shape": done.y.dims(),
+        "total_params": sum(r.params for r in done.records), "total_buffers": sum(r.buffers for r in done.records),
+        "total_macs": sum(r.macs for r in done.records),
+        "total_activation_bytes": sum(r.y.elements() for r in done.records) * BYTES_PER_ELEMENT,
+        "receptive_field": size, "effective_stride": stride, "effective_padding": pad,
+        "layers": rows, "block_layers": _shape_rows(done.inner, False), "warnings": done.warnings,
+    })
 
 
 @_without_gc
@@ -970,27 +1126,18 @@ def receptive_field(
     done = walk(input_shape, layers, spec, max_layers=max_layers, max_depth=max_depth, max_spec_chars=max_spec_chars)
     if done.rf is None:
         raise GeometryError(f"input_shape {done.input_shape.dims()} is flat: a receptive field needs a [C, H, W] input")
-
-    def rows(records: list[_Rec]) -> list[RFRow]:
-        out = []
-        for r in records:
-            size, stride, pad = _rf_fields(r.rf)
-            out.append({"index": _index(r.path), "path": r.path, "type": r.type, "output_shape": r.y.dims(),
-                        "receptive_field": size, "effective_stride": stride, "effective_padding": pad})
-        return _RF_ROWS.validate_python(out)
-
     size, stride, pad = _rf_fields(done.rf)
-    report = ReceptiveFieldReport.model_construct(
-        input_shape=done.input_shape.dims(), output_shape=done.y.dims(), receptive_field=size, effective_stride=stride,
-        effective_padding=pad, layers=rows(done.records), block_layers=rows(done.inner),
-        output_position=None, input_region=None, input_region_clipped=None, warnings=done.warnings,
-    )
-    if output_position is not None:
-        _position(report, done, output_position)
-    return report
+    rows, inner = _rf_rows(done.records, True), _rf_rows(done.inner, False)
+    position, region, clipped = _position(done, output_position) if output_position is not None else (None, None, None)
+    return _construct(ReceptiveFieldReport, _RF_FIELDS, {
+        "input_shape": done.input_shape.dims(), "output_shape": done.y.dims(), "receptive_field": size,
+        "effective_stride": stride, "effective_padding": pad, "layers": rows, "block_layers": inner,
+        "output_position": position, "input_region": region, "input_region_clipped": clipped, "warnings": done.warnings,
+    })
 
 
-def _position(report: ReceptiveFieldReport, done: Walked, output_position: Any) -> None:
+def _position(done: Walked, output_position: Any) -> tuple[list[int], Region | None, Region | None]:
+    """output_position checked, its input region, and the region clipped to the pixels it really reads."""
     y = done.y
     if y.flat:
         raise GeometryError(
@@ -1007,17 +1154,16 @@ def _position(report: ReceptiveFieldReport, done: Walked, output_position: Any) 
             f"and x 0..{y.w - 1}"
         )
     rh, rw = done.rf
-    report.output_position = [py, px]
     if rh.top(py) is None or rw.top(px) is None:
         done.warnings.append(f"output pixel [{py}, {px}] receives no input pixel (no kernel tap reaches it)")
-        return
-    report.input_region = Region(top=rh.top(py), left=rw.top(px), bottom=rh.bottom(py), right=rw.bottom(px))
+        return [py, px], None, None
+    region = Region(top=rh.top(py), left=rw.top(px), bottom=rh.bottom(py), right=rw.bottom(px))
     rows = _walk_back(done.records, 0, 1 << py)
     cols = _walk_back(done.records, 1, 1 << px)
     if not rows or not cols:
         done.warnings.append(f"output pixel [{py}, {px}] reads only padding: no pixel of the image reaches it")
-        return
-    report.input_region_clipped = Region(top=_low(rows), left=_low(cols), bottom=rows.bit_length() - 1, right=cols.bit_length() - 1)
+        return [py, px], region, None
+    return [py, px], region, Region(top=_low(rows), left=_low(cols), bottom=rows.bit_length() - 1, right=cols.bit_length() - 1)
 
 
 def _low(bits: int) -> int:
@@ -1036,17 +1182,8 @@ def parameter_count(
 ) -> ParameterReport:
     """Params and buffers per layer with the formula behind each; input_shape only where channels must be inferred."""
     done = walk(input_shape, layers, spec, max_layers=max_layers, max_depth=max_depth, max_spec_chars=max_spec_chars)
-
-    def rows(records: list[_Rec]) -> list[ParamRow]:
-        return _PARAM_ROWS.validate_python([
-            {"index": _index(r.path), "path": r.path, "type": r.type, "params": r.params, "buffers": r.buffers,
-             "formula": _weight_formula(*r.formula) if isinstance(r.formula, tuple) else r.formula,
-             "buffers_formula": r.buffers_formula}
-            for r in records
-        ])
-
-    return ParameterReport.model_construct(
-        total_params=sum(r.params for r in done.records), total_buffers=sum(r.buffers for r in done.records),
-        layers=rows(done.records), block_layers=rows(done.inner),
-        input_shape=done.input_shape.dims() if input_shape is not None else None, warnings=done.warnings,
-    )
+    return _construct(ParameterReport, _PARAM_FIELDS, {
+        "total_params": sum(r.params for r in done.records), "total_buffers": sum(r.buffers for r in done.records),
+        "layers": _param_rows(done.records, True), "block_layers": _param_rows(done.inner, False),
+        "input_shape": done.input_shape.dims() if input_shape is not None else None, "warnings": done.warnings,
+    })
