@@ -11,6 +11,7 @@ from skills.arithmetic import OutputSizeResult, conv_output_size
 
 from .argtypes import ConvPadding, IntOrPair, NonNegOrPair
 from .errors import domain_errors
+from .guards import cap_tool_errors
 from .texts import register_texts
 
 INSTRUCTIONS = """\
@@ -49,6 +50,8 @@ def build_server() -> MCPServer:
         instructions=INSTRUCTIONS,
         version=_version(),
     )
+    # A safety net for every tool: the SDK's text for invalid arguments has one paragraph per bad list element.
+    server.middleware.append(cap_tool_errors)
 
     @server.tool(name="conv_output_size", title="Output size of one conv, pool or transposed conv", annotations=READ_ONLY)
     @domain_errors
