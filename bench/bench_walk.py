@@ -4,6 +4,12 @@ against conv_output_size in the same server and run.
 Run: python bench/bench_walk.py [--repeats 20] [--calls 300]
 Pure Python on both sides (no numpy or torch is imported), so thread settings do not matter here.
 Targets: 1,000 layers under 20 ms in-process, cost linear in depth; VGG16 p50 within 1.3x of conv_output_size's p50.
+
+A second stdio phase measures the payload's own cost: this script, started with --canned-server, serves the same
+tools the way `python -m server` does (server.__main__.serve_stdio) plus `canned_vgg16`, which takes shape_calculator's
+VGG16 arguments and returns its result computed once (same text and structured content, validated by the SDK against
+ShapeReport as the real tool's is). canned_vgg16 / conv_output_size is then the ratio with no walk at all: the part
+of the VGG16 call that transport, JSON and the SDK's validation cost for a ~12 KB answer.
 """
 
 import argparse
@@ -11,6 +17,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Annotated, Any
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -19,9 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from skills import zoo  # noqa: E402
-from skills.walk import parameter_count, receptive_field, shape_calculator  # noqa: E402
+from skills.walk import ShapeReport, parameter_count, receptive_field, report_json, shape_calculator  # noqa: E402
 
 SERVER = StdioServerParameters(command=sys.executable, args=["-m", "server"], cwd=str(ROOT))
+CANNED = StdioServerParameters(command=sys.executable, args=[str(Path(__file__).resolve()), "--canned-server"], cwd=str(ROOT))
+VGG16_ARGS = {"input_shape": [3, 224, 224], "layers": zoo.vgg16()}
 CONV_ARGS = {"input_size": [224, 224], "kernel_size": 3, "stride": 1, "padding": 1}
 
 
@@ -35,7 +44,8 @@ def in_process(repeats: int) -> list[list[str]]:
             ("receptive_field", lambda layers=layers: receptive_field([16, 64, 64], layers, output_position=[5, 5])),
             ("parameter_count", lambda layers=layers: parameter_count(layers, input_shape=[16, 64, 64])),
         ):
-            call()  # warm-up
+            report = call()  # warm-up, and the server's shortcut for model_dump checked on it
+            assert report_json(report) == report.model_dump(mode="json"), name
             samples = []
             for _ in range(repeats if depth < 10_000 else max(3, repeats // 5)):
                 start = time.perf_counter()
@@ -50,16 +60,10 @@ def in_process(repeats: int) -> list[list[str]]:
     return rows
 
 
-async def over_stdio(calls: int) -> dict[str, float]:
+async def over_stdio(calls: int, server: StdioServerParameters, targets: dict[str, tuple[str, dict]]) -> dict[str, float]:
     """p50 seconds per call, the calls alternating in one server so machine noise hits all alike."""
-    targets = {
-        "conv_output_size (one conv)": ("conv_output_size", CONV_ARGS),
-        "shape_calculator, one conv layer": ("shape_calculator", {"input_shape": [3, 224, 224], "layers": zoo.vgg16()[:1]}),
-        "shape_calculator, VGG16 as JSON layers": ("shape_calculator", {"input_shape": [3, 224, 224], "layers": zoo.vgg16()}),
-        "shape_calculator, VGG16 as paper notation": ("shape_calculator", {"input_shape": [3, 224, 224], "spec": zoo.VGG16_NOTATION}),
-    }
     samples: dict[str, list[float]] = {name: [] for name in targets}
-    async with Client(SERVER) as client:
+    async with Client(server) as client:
         for _ in range(20):  # warm-up
             for tool, arguments in targets.values():
                 await client.call_tool(tool, arguments)
@@ -72,6 +76,26 @@ async def over_stdio(calls: int) -> dict[str, float]:
                 if "VGG16" in name:
                     assert result.structured_content["total_params"] == 138_357_544, result
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def canned_server() -> None:
+    """Serve like `python -m server`, plus canned_vgg16: shape_calculator's VGG16 answer, computed once."""
+    from mcp.types import CallToolResult, TextContent
+
+    from server.__main__ import serve_stdio
+    from server.app import READ_ONLY, build_server
+    from server.walk_tools import shape_text
+
+    report = shape_calculator(**VGG16_ARGS)
+    answer = CallToolResult(content=[TextContent(type="text", text=shape_text(report))], structured_content=report_json(report))
+    server = build_server()
+
+    @server.tool(name="canned_vgg16", annotations=READ_ONLY)
+    async def canned_vgg16(input_shape: list[int], layers: list[Any] | None = None) -> Annotated[CallToolResult, ShapeReport]:
+        """shape_calculator's answer for VGG16, computed once: the same payload without the walk."""
+        return answer
+
+    anyio.run(serve_stdio, server)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -95,13 +119,36 @@ def main() -> None:
     print(f"cost per layer 100 -> 10,000 layers: {per_layer[0]:.1f} -> {per_layer[-1]:.1f} us "
           f"(x{per_layer[-1] / per_layer[0]:.2f}; 1.0 = linear); 1,000 layers: {rows[1][1]} ms (target < 20 ms)")
 
-    p50 = anyio.run(over_stdio, args.calls)
+    conv = ("conv_output_size", CONV_ARGS)
+    targets = {
+        "conv_output_size (one conv)": conv,
+        "shape_calculator, one conv layer": ("shape_calculator", {"input_shape": [3, 224, 224], "layers": zoo.vgg16()[:1]}),
+        "shape_calculator, VGG16 as JSON layers": ("shape_calculator", VGG16_ARGS),
+        "shape_calculator, VGG16 as paper notation": ("shape_calculator", {"input_shape": [3, 224, 224], "spec": zoo.VGG16_NOTATION}),
+    }
+    p50 = anyio.run(over_stdio, args.calls, SERVER, targets)
     base = p50["conv_output_size (one conv)"]
     print()
     print(f"Over stdio (python -m server), {args.calls} calls each, alternating in one session, p50:")
     print(table(["call", "p50 ms", "ratio"], [[name, f"{v * 1e3:.3f}", f"{v / base:.2f}"] for name, v in p50.items()]))
     print("target: VGG16 ratio <= 1.3")
 
+    floor = {
+        "conv_output_size (one conv)": conv,
+        "shape_calculator, VGG16 as JSON layers": ("shape_calculator", VGG16_ARGS),
+        "canned_vgg16 (same answer, no walk)": ("canned_vgg16", VGG16_ARGS),
+    }
+    p50 = anyio.run(over_stdio, args.calls, CANNED, floor)
+    base = p50["conv_output_size (one conv)"]
+    print()
+    print(f"Payload floor (this script as the server, same transport as python -m server), {args.calls} calls each, p50:")
+    print(table(["call", "p50 ms", "ratio"], [[name, f"{v * 1e3:.3f}", f"{v / base:.2f}"] for name, v in p50.items()]))
+    walk_share = p50["shape_calculator, VGG16 as JSON layers"] - p50["canned_vgg16 (same answer, no walk)"]
+    print(f"the walk, its rows and its table: {walk_share * 1e3:.3f} ms of the VGG16 call; the rest is the payload's transport")
+
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--canned-server"]:
+        canned_server()
+    else:
+        main()
