@@ -36,7 +36,6 @@ Errors name the layer, the field, the rule and the numbers: fix the argument and
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
-
 def structured(model: BaseModel, text: str) -> CallToolResult:
     """A tool result with the model as structured content and a short readable text beside it."""
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=model.model_dump(mode="json"))

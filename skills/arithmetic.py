@@ -6,16 +6,17 @@ Pure Python on purpose: importing this module must stay cheap (no numpy).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence, Union
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from .errors import GeometryError
 
 Pair = tuple[int, int]
-PairLike = Union[int, Sequence[int]]
-Padding = Union[int, Sequence[int], str]
+PairLike = int | Sequence[int]
+Padding = int | Sequence[int] | str
 Kind = Literal["conv", "pool", "transpose"]
 AXES = ("H", "W")
 
@@ -132,7 +133,7 @@ def check_padding_mode(size: Pair, pad_before: Pair, pad_after: Pair, mode: str,
         return
     if mode not in ("reflect", "circular"):
         raise GeometryError(f"{prefix}padding_mode must be zeros, reflect, replicate or circular, got {mode!r}")
-    for axis, s, pb, pa in zip(AXES, size, pad_before, pad_after):
+    for axis, s, pb, pa in zip(AXES, size, pad_before, pad_after, strict=True):
         p = max(pb, pa)
         if mode == "reflect" and p >= s:
             raise GeometryError(
