@@ -30,7 +30,7 @@ from .errors import domain_errors
 from .limits import LIMITS, Limits
 
 TEXT_ROWS = 60  # rows of the readable table; the structured content always has them all
-INLINE_LAYERS = 1_000  # walks up to this size (~10 ms) run on the event loop; a thread hop costs more than they do
+INLINE_LAYERS = 1_000  # walks up to this size (~7 ms) run on the event loop; a thread hop costs more than they do
 INLINE_SPEC_CHARS = 50_000
 PASS_THROUGH = {"relu", "relu6", "leakyrelu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "dropout", "identity"}
 
