@@ -273,6 +273,11 @@ def _adaptive_affine(rf: AxisRF, step: AdaptiveStep) -> tuple[int, int, float]:
 
 def _hull(paths: list[AxisRF], axis: str, where: str, labels: list[str], warnings: list[str]) -> AxisRF:
     """Region through a block: the hull of its paths' regions; misaligned centres become a warning."""
+    if all(p.period == 1 for p in paths):  # the common case in integers (no Fractions): one stride, centres aligned
+        shifts = {p.shift for p in paths}
+        ends = [(p.tops[0], p.bottoms[0]) for p in paths if p.tops[0] is not None]
+        if len(shifts) == 1 and len({t + b for t, b in ends}) <= 1:
+            return AxisRF(1, shifts.pop(), (min((t for t, _ in ends), default=None),), (max((b for _, b in ends), default=None),))
     strides = {p.stride for p in paths}
     if len(strides) > 1:
         widest = max(paths, key=lambda p: p.size)
