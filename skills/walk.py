@@ -586,7 +586,9 @@ def _zeropad(w: _Walk, layer: ZeroPad2d, x: _T, rf, path: str) -> _Rec:
         )
     y = _T(x.n, False, x.c, h, wd)
     steps = (WindowStep, (1, 1, top, 1, x.h), (1, 1, left, 1, x.w))
-    return _Rec(path, "zeropad2d", x, y, 0, 0, 0, "0", None, steps, None, _advance(rf, steps))
+    if rf is not None:
+        rf = _windows(rf, 1, 1, top, 1, 1, 1, left, 1)
+    return _Rec(path, "zeropad2d", x, y, 0, 0, 0, "0", None, steps, None, rf)
 
 
 def _bn_formula(per: int, c: int, params: int) -> str:
@@ -622,7 +624,9 @@ def _flatten(w: _Walk, layer: Flatten, x: _T, rf, path: str) -> _Rec:
     if x.h is None:
         return _Rec(path, "flatten", x, y, 0, 0, 0, "0", None, None, None, None)
     steps = (WindowStep, (x.h, x.h, 0, 1, x.h), (x.w, x.w, 0, 1, x.w))
-    return _Rec(path, "flatten", x, y, 0, 0, 0, "0", None, steps, None, _advance(rf, steps))
+    if rf is not None:
+        rf = _windows(rf, x.h, x.h, 0, 1, x.w, x.w, 0, 1)
+    return _Rec(path, "flatten", x, y, 0, 0, 0, "0", None, steps, None, rf)
 
 
 def _linear_formula(fout: int, fin: int, bias: bool, params: int) -> str:
@@ -741,6 +745,7 @@ def _windows(rf, kh, sh, ph, dh, kw, sw, pw, dw):
 
 
 def _advance(rf, steps):
+    """The receptive-field maps after a transposed conv or adaptive pool (their regions may depend on the phase)."""
     if rf is None:
         return None
     cls, h, w = steps
