@@ -1075,6 +1075,16 @@ def report_json(report: ShapeReport | ReceptiveFieldReport | ParameterReport) ->
     return out
 
 
+def _totals(records: list[_Rec]) -> tuple[int, int, int]:
+    """Params, buffers and MACs summed over top-level records (a block's record holds its layers' sums)."""
+    params = buffers = macs = 0
+    for r in records:
+        params += r.params
+        buffers += r.buffers
+        macs += r.macs
+    return params, buffers, macs
+
+
 def _without_gc(fn):
     """Run fn with the cyclic garbage collector paused: a walk allocates many small objects and no reference cycles,
     and collector passes over them cost ~40% of a 1,000-layer walk. Reference counting still frees everything.
@@ -1109,11 +1119,11 @@ def shape_calculator(
     done = walk(input_shape, layers, spec, max_layers=max_layers, max_depth=max_depth, max_spec_chars=max_spec_chars)
     rows = _shape_rows(done.records, True)
     size, stride, pad = _rf_fields(done.rf)
+    params, buffers, macs = _totals(done.records)
     return _construct(ShapeReport, _SHAPE_FIELDS, {
         "input_shape": done.input_shape.dims(), "output_shape": done.y.dims(),
-        "total_params": sum(r.params for r in done.records), "total_buffers": sum(r.buffers for r in done.records),
-        "total_macs": sum(r.macs for r in done.records),
-        "total_activation_bytes": sum(r.y.elements() for r in done.records) * BYTES_PER_ELEMENT,
+        "total_params": params, "total_buffers": buffers, "total_macs": macs,
+        "total_activation_bytes": sum([r.activation_bytes for r in rows]),
         "receptive_field": size, "effective_stride": stride, "effective_padding": pad,
         "layers": rows, "block_layers": _shape_rows(done.inner, False), "warnings": done.warnings,
     })
@@ -1192,8 +1202,9 @@ def parameter_count(
 ) -> ParameterReport:
     """Params and buffers per layer with the formula behind each; input_shape only where channels must be inferred."""
     done = walk(input_shape, layers, spec, max_layers=max_layers, max_depth=max_depth, max_spec_chars=max_spec_chars)
+    params, buffers, _ = _totals(done.records)
     return _construct(ParameterReport, _PARAM_FIELDS, {
-        "total_params": sum(r.params for r in done.records), "total_buffers": sum(r.buffers for r in done.records),
+        "total_params": params, "total_buffers": buffers,
         "layers": _param_rows(done.records, True), "block_layers": _param_rows(done.inner, False),
         "input_shape": done.input_shape.dims() if input_shape is not None else None, "warnings": done.warnings,
     })
