@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from torch_reference import build
 
 from server.app import build_server
 from server.texts import raw_text, split_front_matter
@@ -190,68 +191,11 @@ def torch_or_skip():
     return pytest.importorskip("torch")
 
 
-def build_torch(layers: list[dict[str, Any]], in_shape: list[int], dtype: str = "float64"):
-    """An nn.Sequential for a network spec, built by walking a dummy tensor through it."""
-    torch = torch_or_skip()
-    nn = torch.nn
-
-    class Residual(nn.Module):
-        def __init__(self, body, shortcut):
-            super().__init__()
-            self.body, self.shortcut = body, shortcut
-
-        def forward(self, x):
-            return self.body(x) + self.shortcut(x)
-
-    class Concat(nn.Module):
-        def __init__(self, branches):
-            super().__init__()
-            self.branches = nn.ModuleList(branches)
-
-        def forward(self, x):
-            return torch.cat([b(x) for b in self.branches], dim=1)
-
-    def make(spec: dict[str, Any], x):
-        kind = spec["type"]
-        a = {k: v for k, v in spec.items() if k != "type"}
-        if kind == "conv2d":
-            return nn.Conv2d(x.shape[1], **a)
-        if kind == "convtranspose2d":
-            return nn.ConvTranspose2d(x.shape[1], **a)
-        if kind == "batchnorm2d":
-            return nn.BatchNorm2d(x.shape[1], **a)
-        if kind == "linear":
-            return nn.Linear(x.shape[1], **a)
-        if kind == "residual":
-            body_ = seq(a["body"], x)
-            return Residual(body_, seq(a.get("shortcut") or [], x))
-        if kind == "concat":
-            return Concat([seq(branch, x) for branch in a["branches"]])
-        names = {"maxpool2d": "MaxPool2d", "avgpool2d": "AvgPool2d", "adaptiveavgpool2d": "AdaptiveAvgPool2d",
-                 "adaptivemaxpool2d": "AdaptiveMaxPool2d", "zeropad2d": "ZeroPad2d", "relu": "ReLU", "flatten": "Flatten",
-                 "identity": "Identity", "dropout": "Dropout"}
-        return getattr(nn, names[kind])(**a)
-
-    def seq(specs, x):
-        modules = []
-        for spec in specs:
-            module = make(spec, x).to(getattr(torch, dtype)).eval()
-            x = module(x)
-            modules.append(module)
-        return nn.Sequential(*modules).eval()
-
-    batched = in_shape if len(in_shape) in (2, 4) else [1, *in_shape]  # [N, C, H, W] and [N, F] carry a batch
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # padding="same" with an even kernel copies the input
-        with torch.no_grad():
-            return seq(layers, torch.zeros(batched, dtype=getattr(torch, dtype)))
-
-
 def torch_rows(layers: list[dict[str, Any]], in_shape: list[int]) -> dict[str, dict[str, Any]]:
     """Per row path ('3', '3.body.1', and '' for the whole network): output shape, params, buffers and MACs,
     measured on the nn modules in one forward pass (MACs by forward hooks on the conv and linear leaves)."""
     torch = torch_or_skip()
-    net = build_torch(layers, in_shape, "float32")
+    net = build(layers, in_shape)
     batched = len(in_shape) in (2, 4)
     shapes: dict[str, list[int]] = {}
     leaf_macs: dict[str, int] = {}
@@ -289,6 +233,15 @@ def torch_row(layers: list[dict[str, Any]], in_shape: list[int]) -> dict[str, An
     return torch_rows(layers, in_shape)[""]
 
 
+def touched(y, x, i, j) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right): the rows and columns of input x that output pixel [i, j] of y (all channels,
+    first image) gets gradient from."""
+    (grad,) = torch_or_skip().autograd.grad(y[0, :, i, j].sum(), x, retain_graph=True)
+    rows = grad[0].abs().sum(dim=(0, 2)).nonzero().flatten()
+    cols = grad[0].abs().sum(dim=(0, 1)).nonzero().flatten()
+    return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+
+
 def torch_receptive_field(layers: list[dict[str, Any]], size: int = 160) -> tuple[list[int], list[int], int]:
     """([RF_h, RF_w], [jump_h, jump_w], P_eff on H) measured by back-propagating from output pixels.
 
@@ -310,26 +263,16 @@ def torch_receptive_field(layers: list[dict[str, Any]], size: int = 160) -> tupl
             spec["branches"] = [[as_rf(s) for s in b] for b in spec["branches"]]
         return spec
 
-    net = build_torch([as_rf(s) for s in layers], [1, size, size])
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            p.fill_(0.0 if name.endswith("bias") else 1.0)
+    net = build([as_rf(s) for s in layers], [1, size, size], dtype="float64", ones=True)
     x = torch.ones(1, 1, size, size, dtype=torch.float64, requires_grad=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         y = net(x)
     oh, ow = y.shape[2] // 2, y.shape[3] // 2
-
-    def region(i, j):
-        (grad,) = torch.autograd.grad(y[0, :, i, j].sum(), x, retain_graph=True)
-        rows = grad[0].abs().sum(dim=(0, 2)).nonzero().flatten()
-        cols = grad[0].abs().sum(dim=(0, 1)).nonzero().flatten()
-        return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
-
-    top, bottom, left, right = region(oh, ow)
+    top, bottom, left, right = touched(y, x, oh, ow)
     assert 0 < top and bottom < size - 1 and 0 < left and right < size - 1, "region clipped: use a larger size"
-    next_top = region(oh + 1, ow)[0]
-    next_left = region(oh, ow + 1)[2]
+    next_top = touched(y, x, oh + 1, ow)[0]
+    next_left = touched(y, x, oh, ow + 1)[2]
     return [bottom - top + 1, right - left + 1], [next_top - top, next_left - left], oh * (next_top - top) - top
 
 
@@ -495,16 +438,11 @@ def check_example_one_region() -> None:
     shape, layers, _ = example(SKILL, 0)
     text = re.sub(r"\s+", " ", body(SKILL))
     assert "`4*y - 6` to `4*y + 6`" in text and "`P_eff = 1*1 + 1*1 + 1*2 + 1*2 = 6`" in text
-    net = build_torch(layers, shape)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            p.fill_(0.0 if name.endswith("bias") else 1.0)
+    net = build(layers, shape, dtype="float64", ones=True)
     x = torch.ones(1, *shape, dtype=torch.float64, requires_grad=True)
     y = net(x)
     for row in (0, 1, 7, 31):
-        (grad,) = torch.autograd.grad(y[0, :, row, 5].sum(), x, retain_graph=True)
-        rows = grad[0].abs().sum(dim=(0, 2)).nonzero().flatten()
-        assert (int(rows.min()), int(rows.max())) == (max(0, 4 * row - 6), min(shape[1] - 1, 4 * row + 6))
+        assert touched(y, x, row, 5)[:2] == (max(0, 4 * row - 6), min(shape[1] - 1, 4 * row + 6))
 
 
 @pytest.mark.anyio

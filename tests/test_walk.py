@@ -2,113 +2,21 @@
 
 Golden values: torchvision's model docs (Params, GFLOPS = GMACs at 224) for VGG16, ResNet-50 and MobileNetV2;
 VGG16's receptive field 212 / stride 32 / padding 90 (Araujo et al., Distill 2019, Table 1). The same nets are
-built in plain torch.nn from the specs (torchvision does not import beside this torch) to check params, buffers,
-shapes and MACs (torch.utils.flop_counter) when torch is present.
+built in plain torch.nn from the specs by tests/torch_reference.py (torchvision does not import beside this torch)
+to check params, buffers, shapes and MACs (torch.utils.flop_counter) when torch is present.
 """
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch_reference import build
 
 from skills import zoo
-from skills.arithmetic import pair
 from skills.errors import GeometryError, LimitError, SpecError
 from skills.spec import validate_layers
-from skills.walk import parameter_count, receptive_field, shape_calculator, walk
+from skills.walk import parameter_count, receptive_field, shape_calculator
 
-# ---------------------------------------------------------------- a spec -> torch.nn builder (the reference)
-
-
-def torch_net(layers, channels, *, geometry=False):
-    """The spec as torch modules. geometry=True: 1 channel everywhere, weights 1/fan_in, pools as averages, no
-    nonlinearity, so the gradient of one output pixel is positive exactly on the input pixels it depends on."""
-    import torch
-    from torch import nn
-
-    class Residual(nn.Module):
-        def __init__(self, body, shortcut):
-            super().__init__()
-            self.body, self.shortcut = body, shortcut
-
-        def forward(self, x):
-            return self.body(x) + self.shortcut(x)
-
-    class Concat(nn.Module):
-        def __init__(self, branches):
-            super().__init__()
-            self.branches = nn.ModuleList(branches)
-
-        def forward(self, x):
-            outs = [b(x) for b in self.branches]
-            if geometry:  # one channel: the sum sees what any branch sees, like the concatenation's channels together
-                return sum(outs)
-            return torch.cat(outs, dim=1)
-
-    def build(seq, c):
-        mods = []
-        for raw in seq:
-            layer = raw if isinstance(raw, dict) else raw.model_dump()
-            t = layer["type"]
-            g = layer.get
-            if t in ("conv2d", "convtranspose2d"):
-                cin, cout = (1, 1) if geometry else (c, layer["out_channels"])
-                groups = 1 if geometry else g("groups", 1)
-                common = dict(stride=pair(g("stride", 1), "s"), dilation=pair(g("dilation", 1), "d"), groups=groups,
-                              bias=False if geometry else g("bias", True))
-                k = pair(layer["kernel_size"], "k")
-                if t == "conv2d":
-                    pad = g("padding", 0)
-                    pad = pad if isinstance(pad, str) else pair(pad, "p")
-                    m = nn.Conv2d(cin, cout, k, padding=pad, padding_mode="zeros" if geometry else g("padding_mode", "zeros"), **common)
-                else:
-                    m = nn.ConvTranspose2d(cin, cout, k, padding=pair(g("padding", 0), "p"),
-                                           output_padding=pair(g("output_padding", 0), "op"), **common)
-                if geometry:
-                    with torch.no_grad():
-                        m.weight.fill_(1.0 / (k[0] * k[1]))
-                c = layer["out_channels"]
-            elif t == "maxpool2d" and not geometry:
-                m = nn.MaxPool2d(pair(layer["kernel_size"], "k"), pair(g("stride") or layer["kernel_size"], "s"),
-                                 pair(g("padding", 0), "p"), pair(g("dilation", 1), "d"), ceil_mode=g("ceil_mode", False))
-            elif t in ("maxpool2d", "avgpool2d"):
-                assert pair(g("dilation", 1), "d") == (1, 1), "the probe averages, which has no dilation"
-                m = nn.AvgPool2d(pair(layer["kernel_size"], "k"), pair(g("stride") or layer["kernel_size"], "s"),
-                                 pair(g("padding", 0), "p"), ceil_mode=g("ceil_mode", False),
-                                 count_include_pad=g("count_include_pad", True))
-            elif t in ("adaptiveavgpool2d", "adaptivemaxpool2d"):
-                size = layer["output_size"]
-                size = tuple(size) if isinstance(size, list) and len(size) == 2 else size[0] if isinstance(size, list) else size
-                m = nn.AdaptiveMaxPool2d(size) if t == "adaptivemaxpool2d" and not geometry else nn.AdaptiveAvgPool2d(size)
-            elif t == "zeropad2d":
-                p = layer["padding"]
-                m = nn.ZeroPad2d(tuple(p) if isinstance(p, list) else p)
-            elif t == "batchnorm2d":
-                m = nn.Identity() if geometry else nn.BatchNorm2d(c, affine=g("affine", True), bias=g("bias", True),
-                                                                  track_running_stats=g("track_running_stats", True))
-            elif t == "flatten":
-                m = nn.Flatten()
-            elif t == "linear":
-                m = nn.Linear(c or 1, layer["out_features"], bias=g("bias", True))  # in_features fixed by _linear_ready
-                c = layer["out_features"]
-            elif t == "residual":
-                body, cb = build(layer["body"], c)
-                shortcut, _ = build(layer.get("shortcut") or [], c)
-                m, c = Residual(body, shortcut), cb
-            elif t == "concat":
-                outs = [build(b, c) for b in layer["branches"]]
-                m = Concat([o[0] for o in outs])
-                c = sum(o[1] for o in outs)
-            elif geometry or t in ("dropout", "identity"):
-                m = nn.Identity()
-            else:
-                m = {"relu": nn.ReLU, "relu6": nn.ReLU6, "leakyrelu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU,
-                     "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "hardswish": nn.Hardswish}[t]()
-            if t == "flatten":
-                c = None  # set by the first linear's in_features below
-            mods.append(m)
-        return nn.Sequential(*mods), c
-
-    return build(layers, 1 if geometry else channels)[0]
+# ---------------------------------------------------------------- the reference: the spec as torch modules
 
 
 def torch_totals(layers, input_shape):
@@ -116,7 +24,7 @@ def torch_totals(layers, input_shape):
     torch = pytest.importorskip("torch")
     from torch.utils.flop_counter import FlopCounterMode
 
-    net = _linear_ready(layers, input_shape)
+    net = build(layers, input_shape)
     batched = len(input_shape) == 4
     x = torch.zeros(*input_shape) if batched else torch.zeros(1, *input_shape)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -127,24 +35,10 @@ def torch_totals(layers, input_shape):
     return list(y.shape), params, buffers, counter.get_total_flops() // 2
 
 
-def _linear_ready(layers, input_shape):
-    """torch_net with each linear's in_features taken from the walk (torch needs it at construction)."""
-    from torch import nn
-
-    net = torch_net(layers, input_shape[-3] if len(input_shape) >= 3 else input_shape[-1])
-    done = walk(input_shape, layers)
-    rows = {r.path: r for r in done.records}
-    for i, m in enumerate(net):
-        if isinstance(m, nn.Linear):
-            fin = rows[str(i)].x.f
-            net[i] = nn.Linear(fin, m.out_features, bias=m.bias is not None)
-    return net
-
-
 def probe_region(layers, hw, position):
     """Rows and columns of the input that get gradient from output pixel `position` ({top, left, bottom, right})."""
     torch = pytest.importorskip("torch")
-    net = torch_net(layers, 1, geometry=True).double()
+    net = build(layers, [1, *hw], dtype="float64", geometry=True)
     x = torch.ones(1, 1, *hw, dtype=torch.float64, requires_grad=True)
     y = net(x)
     y[0, 0, position[0], position[1]].backward()
@@ -337,7 +231,7 @@ def test_what_torch_refuses_is_an_error_naming_the_layer_and_numbers(layers, mes
         shape_calculator([1, 4, 4], layers)
     assert str(info.value).startswith(f"layer {len(layers) - 1} (")
     with pytest.raises(Exception):  # noqa: B017 - torch raises RuntimeError or ValueError
-        torch_net(layers, 1)(torch.zeros(1, 1, 4, 4))
+        build(layers, [1, 4, 4])(torch.zeros(1, 1, 4, 4))
 
 
 def test_a_kernel_bigger_than_the_map_is_the_contracts_message():
@@ -518,8 +412,8 @@ def test_random_stacks_match_torch_shapes_params_buffers_and_macs_or_both_refuse
         report = shape_calculator(input_shape, layers)
     except (GeometryError, SpecError):
         with pytest.raises(Exception):  # noqa: B017 - torch refuses at construction or in forward
-            net = torch_net([x for x in layers if x["type"] != "linear"], input_shape[0])
-            net(torch.zeros(1, *input_shape))
+            net = build([x for x in layers if x["type"] != "linear"], input_shape)
+            net.train()(torch.zeros(1, *input_shape))  # training mode, as this test always ran
         return
     shape, params, buffers, macs = torch_totals(layers, [1, *input_shape])
     assert [1, *report.output_shape] == shape
