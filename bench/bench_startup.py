@@ -1,7 +1,8 @@
 """Cold start and per-call latency over stdio: this server against a bare MCPServer with one constant tool.
 
 Run: python bench/bench_startup.py [--starts 10] [--calls 300]
-Both servers run in the same run, alternating, so machine noise hits both alike; the ratios are the figures.
+Both servers run in the same run, alternating (starts one after the other, calls interleaved between two live
+sessions), so machine noise hits both alike; the ratios are the figures.
 """
 
 import argparse
@@ -30,17 +31,22 @@ async def cold_start(target) -> float:
     return elapsed
 
 
-async def call_latencies(target, calls: int) -> list[float]:
-    params, tool, args = target
-    out = []
-    async with Client(params) as client:
-        for _ in range(20):  # warm-up
-            await client.call_tool(tool, args)
+async def call_latencies(targets, calls: int) -> list[list[float]]:
+    """Per-call seconds for each target, calls alternating between the live sessions so noise hits all alike."""
+    from contextlib import AsyncExitStack
+
+    out: list[list[float]] = [[] for _ in targets]
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(params)) for params, _, _ in targets]
+        for client, (_, tool, args) in zip(clients, targets, strict=True):
+            for _ in range(20):  # warm-up
+                await client.call_tool(tool, args)
         for _ in range(calls):
-            start = time.perf_counter()
-            result = await client.call_tool(tool, args)
-            out.append(time.perf_counter() - start)
-            assert not result.is_error
+            for i, (client, (_, tool, args)) in enumerate(zip(clients, targets, strict=True)):
+                start = time.perf_counter()
+                result = await client.call_tool(tool, args)
+                out[i].append(time.perf_counter() - start)
+                assert not result.is_error
     return out
 
 
@@ -49,10 +55,7 @@ async def main(starts: int, calls: int) -> None:
     for _ in range(starts):
         bare_start.append(await cold_start(BARE))
         ours_start.append(await cold_start(OURS))
-    bare_calls = await call_latencies(BARE, calls)
-    ours_calls = await call_latencies(OURS, calls)
-    bare_calls += await call_latencies(BARE, calls)
-    ours_calls += await call_latencies(OURS, calls)
+    ours_calls, bare_calls = await call_latencies([OURS, BARE], calls)
 
     def ms(values):
         return statistics.median(values) * 1000
@@ -65,7 +68,7 @@ async def main(starts: int, calls: int) -> None:
     for name, ours, bare, target in rows:
         print(f"{name:46s} {ours:9.2f} {bare:9.2f} {ours / bare:6.2f} {'<=' + str(target):>7s}")
     p99 = lambda v: sorted(v)[int(len(v) * 0.99)] * 1000  # noqa: E731
-    print(f"(call p99: ours {p99(ours_calls):.2f} ms, bare {p99(bare_calls):.2f} ms; {starts} starts, {2 * calls} calls each)")
+    print(f"(call p99: ours {p99(ours_calls):.2f} ms, bare {p99(bare_calls):.2f} ms; {starts} starts alternating, {calls} calls each alternating)")
 
 
 if __name__ == "__main__":
