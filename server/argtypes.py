@@ -4,8 +4,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema
 
-MAX_EXTENT = 1_000_000_000
-"""Upper bound on every size, kernel, stride, padding and dilation argument (PyTorch itself stops far below)."""
+from skills.arithmetic import MAX_EXTENT
 
 
 def shown(value: Any, limit: int = 60) -> str:

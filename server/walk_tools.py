@@ -14,6 +14,7 @@ from mcp.server import MCPServer
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field, WithJsonSchema
 
+from skills.arithmetic import MAX_EXTENT
 from skills.errors import LimitError
 from skills.walk import (
     ParameterReport,
@@ -50,7 +51,7 @@ SPEC_HELP = (
     "or VGG paper notation such as 'conv3-64, conv3-64, maxpool, FC-4096, FC-1000'"
 )
 InputShape = Annotated[
-    list[Annotated[int, Field(ge=1)]],
+    list[Annotated[int, Field(ge=1, le=MAX_EXTENT)]],
     Field(min_length=1, max_length=4, description="input shape [C, H, W] or [N, C, H, W] (PyTorch layout), e.g. [3, 224, 224]"),
 ]
 # Validated by skills.spec, not by the SDK: published as an array of objects, accepted as any list, so a list

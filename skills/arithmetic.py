@@ -14,6 +14,9 @@ from pydantic import BaseModel, Field
 
 from .errors import GeometryError
 
+MAX_EXTENT = 1_000_000_000
+"""The largest size, kernel, stride, padding, dilation or channel count accepted anywhere (PyTorch stops far below)."""
+
 Pair = tuple[int, int]
 PairLike = int | Sequence[int]
 Padding = int | Sequence[int] | str

@@ -22,10 +22,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from .arithmetic import MAX_EXTENT
 from .errors import LimitError, SpecError
 
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
+PosInt = Annotated[int, Field(ge=1, le=MAX_EXTENT)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_EXTENT)]
 PosPair = PosInt | Annotated[list[PosInt], Field(min_length=1, max_length=2)]
 NonNegPair = NonNegInt | Annotated[list[NonNegInt], Field(min_length=1, max_length=2)]
 ConvPadding = NonNegInt | Annotated[list[NonNegInt], Field(min_length=1, max_length=2)] | Literal["same", "valid"]
@@ -393,7 +394,11 @@ def _message(error: dict, path: str, ltype: str | None, field: str, raw: Any) ->
 # ---------------------------------------------------------------- text specs
 
 
-def parse_spec(text: str, *, max_chars: int | None = None) -> tuple[list[dict], list[int]]:
+TEXT_MAX_LAYERS = 1_000_000
+"""Bound on the layers a text spec may expand to (`N x` repeats multiply) when the caller gives no max_layers."""
+
+
+def parse_spec(text: str, *, max_chars: int | None = None, max_layers: int | None = None) -> tuple[list[dict], list[int]]:
     """Parse a text spec into layer dicts and each layer's source line.
 
     Text with a line that starts like a call (`Sequential(`, `(0): Conv2d(...)`, `Conv2d(3, 8, ...)`) is read as
@@ -406,8 +411,15 @@ def parse_spec(text: str, *, max_chars: int | None = None) -> tuple[list[dict], 
     if not text.strip():
         raise SpecError("spec is empty: give the text print(model) shows, or VGG notation such as 'conv3-64, maxpool'")
     if re.search(r"^\s*[A-Za-z_][\w.]*\s*\(", text, re.M):
-        return parse_printed(text)
+        return parse_printed(text, max_layers=max_layers)
     return parse_vgg_notation(text)
+
+
+def _int(digits: str, what: str) -> int:
+    """A count written in a text spec, refused past MAX_EXTENT before int() (which refuses over 4,300 digits)."""
+    if len(digits) > len(str(MAX_EXTENT)) or int(digits) > MAX_EXTENT:
+        raise SpecError(f"{what} must be at most {MAX_EXTENT:,}, got {short(digits)}")
+    return int(digits)
 
 
 # print(model) class name -> (type, positional argument names)
@@ -438,7 +450,7 @@ _CONTAINERS = ("Sequential", "ModuleList")
 _LINE = re.compile(r"^\s*(?:\((?P<key>[^)]*)\)\s*:\s*)?(?:(?P<times>\d+)\s+x\s+)?(?P<cls>[A-Za-z_][\w.]*)\s*\((?P<rest>.*)$")
 
 
-def parse_printed(text: str) -> tuple[list[dict], list[int]]:
+def parse_printed(text: str, *, max_layers: int | None = None) -> tuple[list[dict], list[int]]:
     """Parse what `print(model)` shows for an nn.Sequential (nested Sequential/ModuleList flatten, `3 x` repeats).
 
     Each leaf line is `(key): ClassName(args)`; args are read as Python literals, bare words
@@ -446,7 +458,20 @@ def parse_printed(text: str) -> tuple[list[dict], list[int]]:
     not supported: custom modules such as torchvision's BasicBlock/Bottleneck (their forward(), e.g. a
     residual add, is not printed: write them as {"type": "residual", ...} in `layers`), and AvgPool2d's
     ceil_mode/count_include_pad, which PyTorch does not print (the defaults are assumed).
+    Repeats multiply (`1000 x Sequential(... 1000 x Conv2d ...)`), so the expansion is bounded by max_layers
+    (TEXT_MAX_LAYERS when not given) and refused before it is built.
     """
+    limit = TEXT_MAX_LAYERS if max_layers is None else max_layers
+
+    def grow(items: list, new: list, times: int, number: int) -> None:
+        if len(items) + len(new) * times > limit:
+            raise _limit(
+                "max_layers",
+                f"spec line {number}: the text expands to more than max_layers={limit:,} layers "
+                f"({len(new):,} x {times:,} repeats on top of {len(items):,})",
+            )
+        items.extend(new * times)
+
     # each open container: (its parent's items so far as (layer, line) pairs, repeat count, line where it opened)
     stack: list[tuple[list[tuple[dict, int]], int, int]] = []
     current: list[tuple[dict, int]] = []
@@ -458,14 +483,14 @@ def parse_printed(text: str) -> tuple[list[dict], list[int]]:
             if not stack:
                 raise SpecError(f"spec line {number}: unbalanced ')' (no container is open)")
             parent, times, _ = stack.pop()
-            parent.extend(current * times)
+            grow(parent, current, times, number)
             current = parent
             continue
         match = _LINE.match(line)
         if not match:
             raise SpecError(f"spec line {number}: cannot read {short(stripped)}; expected `(key): ClassName(arguments)` as print(model) shows")
         cls = match.group("cls").split(".")[-1]
-        times = int(match.group("times") or 1)
+        times = _int(match.group("times") or "1", f"spec line {number}: the repeat count")
         rest = match.group("rest").rstrip()
         if rest == "":
             if cls not in _CONTAINERS:
@@ -478,12 +503,12 @@ def parse_printed(text: str) -> tuple[list[dict], list[int]]:
             current = []
             continue
         layer = _leaf(cls, rest, number)
-        current.extend((dict(layer), number) for _ in range(times))
+        grow(current, [(layer, number)], times, number)
     if stack:
         raise SpecError(f"spec line {stack[-1][2]}: the container opened here is never closed with ')'")
     if not current:
         raise SpecError("spec has no layers")
-    return [layer for layer, _ in current], [number for _, number in current]
+    return [dict(layer) for layer, _ in current], [number for _, number in current]
 
 
 def _leaf(cls: str, rest: str, number: int) -> dict:
@@ -494,11 +519,11 @@ def _leaf(cls: str, rest: str, number: int) -> dict:
         raise SpecError(f"spec line {number}: unsupported layer {cls}{hint}; the walk knows {known}, and nested Sequential")
     ltype, positional = _PRINTED[cls]
     if not rest.endswith(")"):
-        raise SpecError(f"spec line {number}: {cls}({rest} is missing its closing ')'")
+        raise SpecError(f"spec line {number}: {cls}({short(rest)} is missing its closing ')'")
     try:
         call = ast.parse(f"f({rest}", mode="eval").body
     except SyntaxError:
-        raise SpecError(f"spec line {number}: cannot read the arguments of {cls}({rest}") from None
+        raise SpecError(f"spec line {number}: cannot read the arguments of {cls}({short(rest)}") from None
     assert isinstance(call, ast.Call)
     if len(call.args) > len(positional):
         raise SpecError(f"spec line {number}: {cls} takes at most {len(positional)} positional arguments, got {len(call.args)}")
@@ -552,9 +577,9 @@ def parse_vgg_notation(text: str) -> tuple[list[dict], list[int]]:
                     "FC-N, soft-max and LRN; anything else: give the printed nn.Sequential or JSON layers"
                 )
             if match.group("k"):
-                k = int(match.group("k"))
+                k = _int(match.group("k"), f"{short(token)}: the kernel size")
                 layers += [
-                    {"type": "conv2d", "out_channels": int(match.group("c")), "kernel_size": k, "padding": (k - 1) // 2},
+                    {"type": "conv2d", "out_channels": _int(match.group("c"), f"{short(token)}: the width"), "kernel_size": k, "padding": (k - 1) // 2},
                     {"type": "relu", "inplace": True},
                 ]
                 where += [number, number]
@@ -563,7 +588,7 @@ def parse_vgg_notation(text: str) -> tuple[list[dict], list[int]]:
                     layers.append({"type": "flatten"})
                     where.append(number)
                 fc_positions.append(len(layers))
-                layers += [{"type": "linear", "out_features": int(match.group("f"))}, {"type": "relu", "inplace": True}]
+                layers += [{"type": "linear", "out_features": _int(match.group("f"), f"{short(token)}: the width")}, {"type": "relu", "inplace": True}]
                 where += [number, number]
             elif match.group("pool"):
                 layers.append({"type": "maxpool2d", "kernel_size": 2, "stride": 2})

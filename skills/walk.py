@@ -46,6 +46,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from .arithmetic import (
+    MAX_EXTENT,
     check_padding_mode,
     conv_output_length,
     pair,
@@ -925,10 +926,11 @@ class Walked:
 
 def _input(input_shape: Any) -> _T:
     if not isinstance(input_shape, (list, tuple)) or not 1 <= len(input_shape) <= 4 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in input_shape
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_EXTENT for v in input_shape
     ):
         raise GeometryError(
-            f"input_shape must be [C, H, W] or [N, C, H, W] of ints >= 1 ([F] or [N, F] for a flat input), got {short(input_shape)}"
+            f"input_shape must be [C, H, W] or [N, C, H, W] of ints from 1 to {MAX_EXTENT:,} ([F] or [N, F] for a flat "
+            f"input), got {short(input_shape)}"
         )
     dims = list(input_shape)
     if len(dims) >= 3:
@@ -954,7 +956,7 @@ def walk(
         raise SpecError("give the network as `layers` (a JSON list of layer objects) or `spec` (the text print(model) shows)")
     lines = None
     if spec is not None:
-        layers, lines = parse_spec(spec, max_chars=max_spec_chars)
+        layers, lines = parse_spec(spec, max_chars=max_spec_chars, max_layers=max_layers)
     count_layers(layers, max_layers=max_layers, max_depth=max_depth)
     try:
         models = layers if _all_models(layers) else validate_layers(layers)
@@ -983,6 +985,8 @@ def _with_line(message: str, lines: list[int], spec: str) -> str:
         return message
     number = lines[int(match.group(1))]
     source = spec.splitlines()[number - 1].strip()
+    if len(source) > 120:  # never echo a huge line back
+        source = source[:117] + "..."
     return f"{message} [spec line {number}: {source}]"
 
 
@@ -1170,7 +1174,7 @@ def _position(done: Walked, output_position: Any) -> tuple[list[int], Region | N
     py, px = pos
     if not (0 <= py < y.h and 0 <= px < y.w):
         raise GeometryError(
-            f"output_position [{py}, {px}] is outside the output: it is {y.h}x{y.w}, so y must be 0..{y.h - 1} "
+            f"output_position {short(pos)} is outside the output: it is {y.h}x{y.w}, so y must be 0..{y.h - 1} "
             f"and x 0..{y.w - 1}"
         )
     rh, rw = done.rf
