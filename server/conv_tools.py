@@ -21,7 +21,7 @@ from skills.errors import ArrayError, LimitError
 from skills.kernels import KERNELS, SAMPLES, kernel, sample
 
 from .app import READ_ONLY
-from .argtypes import ConvPadding, IntOrPair
+from .argtypes import ConvPadding, Count, IntOrPair
 from .errors import domain_errors
 from .limits import LIMITS, Limits
 
@@ -257,7 +257,7 @@ def register(server: MCPServer) -> None:
         ] = "zeros",
         dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,
         groups: Annotated[
-            Annotated[int, Field(ge=1)] | None, Field(description="groups (default 1; with kernel, the channel count)")
+            Count | None, Field(description="groups (default 1; with kernel, the channel count)")
         ] = None,
         method: Annotated[
             Literal["naive", "im2col", "both"],
@@ -384,7 +384,7 @@ def register(server: MCPServer) -> None:
         padding: Annotated[PaddingArg, Field(description="zero padding per side: P, [pH, pW], 'same' or 'valid'")] = 0,
         dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,
         groups: Annotated[
-            Annotated[int, Field(ge=1)] | None, Field(description="groups (default 1; with kernel, the channel count)")
+            Count | None, Field(description="groups (default 1; with kernel, the channel count)")
         ] = None,
         grad_output: Annotated[
             NestedList | None,

@@ -150,7 +150,7 @@ def register_texts(server: MCPServer) -> None:
             Field(description="cnn-architect (design a stack) or conv-shape-calculator (walk a network)"),
         ],
         arguments: Annotated[
-            dict[str, str] | None,
+            dict[str, Annotated[str, Field(max_length=100_000)]] | None,
             Field(
                 description="the prompt's arguments as strings: cnn-architect takes input_shape, param_budget, "
                 "target_receptive_field, output_size; conv-shape-calculator takes network, input_shape"

@@ -635,7 +635,7 @@ def _linear_formula(fout: int, fin: int, bias: bool, params: int) -> str:
 
 
 def _linear(w: _Walk, layer: Linear, x: _T, rf, path: str) -> _Rec:
-    if not x.flat:
+    if not x.flat and not (x.c is None and x.h is None):  # an unknown input (no input_shape) may be flat
         raise SpecError(
             f"{_where(path, 'linear')}: linear needs a flattened input [F] or [N, F] but gets the map {x.dims()}; "
             'add {"type": "flatten"} before it (forward() often calls torch.flatten, which print(model) does not show)'

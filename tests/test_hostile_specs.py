@@ -70,3 +70,11 @@ async def test_a_repeat_within_the_limit_expands_like_pytorch_prints_it():
     async with Client(build_server()) as client:
         result = await client.call_tool("shape_calculator", {"input_shape": [3, 32, 32], "spec": spec})
     assert [row["receptive_field"] for row in result.structured_content["layers"]] == [[3, 3], [5, 5], [7, 7]]
+
+
+async def test_huge_groups_and_overlong_guide_arguments_are_refused_with_the_bound():
+    async with Client(build_server()) as client:
+        text = await _error(client, "conv2d", {"x": [[1.0] * 3] * 3, "weight": [[[[1.0]]]], "groups": HUGE})
+        assert "groups" in text and "1000000000" in text
+        text = await _error(client, "get_guide", {"name": "cnn-architect", "arguments": {"input_shape": "x" * 200_000}})
+        assert "100000 characters" in text

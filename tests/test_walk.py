@@ -453,3 +453,10 @@ def test_a_dilated_strided_transposed_conv_region_is_the_hull_over_every_tap():
     assert report.input_region.model_dump() == {"top": 1, "left": 1, "bottom": 4, "right": 4}
     pytest.importorskip("torch")
     assert probe_region(layers, (6, 6), (1, 1)) == report.input_region_clipped.model_dump()
+
+
+def test_parameter_count_of_a_lone_linear_needs_no_input_shape():
+    # nn.Linear(10, 10): 10*10 + 10 = 110 parameters, known from in_features alone.
+    report = parameter_count([{"type": "linear", "in_features": 10, "out_features": 10}])
+    assert report.total_params == 110
+    assert report.layers[0].formula == "10*10 + 10 = 110"
