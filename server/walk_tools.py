@@ -91,8 +91,11 @@ def _size(layers: list) -> int:
             continue
         total += len(seq)
         for item in seq:
-            if isinstance(item, dict) and item.get("type") in ("residual", "concat"):
-                stack.extend([item.get("body"), item.get("shortcut")] if item["type"] == "residual" else (item.get("branches") or []))
+            kind = item.get("type") if isinstance(item, dict) else None
+            if kind == "residual":
+                stack.extend([item.get("body"), item.get("shortcut")])
+            elif kind == "concat" and isinstance(item.get("branches"), list):  # anything else fails validation later
+                stack.extend(item["branches"])
     return total
 
 

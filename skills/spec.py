@@ -282,10 +282,32 @@ def validate_layers(items: Any) -> list[Any]:
     """Validate a JSON layer list into spec models; a bad layer is a SpecError naming its index, field and value."""
     if not isinstance(items, (list, tuple)):
         raise SpecError(f"layers must be a list of layer objects, each with a 'type', got {type(items).__name__}")
+    _check_tags(items)
     try:
         return _LAYERS.validate_python(items)
     except ValidationError as exc:
         raise SpecError(_describe(exc, items)) from None
+
+
+def _check_tags(items: list) -> None:
+    """Refuse a 'type' that is not text before pydantic sees it: pydantic reprs the tag for its error, and a repr
+    that fails (an int over 4,300 digits) is printed to stderr as an ignored exception."""
+    stack: list[tuple[Any, str]] = [(items, "")]
+    while stack:
+        seq, prefix = stack.pop()
+        if not isinstance(seq, (list, tuple)):
+            continue
+        for i, item in reversed(list(enumerate(seq))):
+            if not isinstance(item, dict):
+                continue
+            path = f"{prefix}{i}"
+            tag = item.get("type", "")
+            if not isinstance(tag, str):
+                raise SpecError(f"layer {path}: type must be a string, one of: {', '.join(LAYER_TYPES)}; got {short(tag)}")
+            if tag == "residual":
+                stack.extend([(item.get("shortcut"), f"{path}.shortcut."), (item.get("body"), f"{path}.body.")])
+            elif tag == "concat" and isinstance(item.get("branches"), (list, tuple)):
+                stack.extend((b, f"{path}.branches.{j}.") for j, b in reversed(list(enumerate(item["branches"]))))
 
 
 def _describe(exc: ValidationError, items: Any) -> str:
@@ -324,6 +346,7 @@ def _locate(loc: tuple, items: Any) -> tuple[str, str | None, str, Any]:
             parts.append(str(part))
             node = node[part]
             ltype = node.get("type") if isinstance(node, dict) else None
+            ltype = ltype if isinstance(ltype, str) and ltype in MODELS else None  # an unknown tag is never echoed raw
             field = ""
             i += 1
             if i < len(loc) and isinstance(loc[i], str) and loc[i] == ltype:
@@ -371,7 +394,7 @@ def _message(error: dict, path: str, ltype: str | None, field: str, raw: Any) ->
         return f"{where}: missing 'type'; one of: {', '.join(LAYER_TYPES)}"
     if kind == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag")
-        near = difflib.get_close_matches(str(tag).lower(), LAYER_TYPES, n=1, cutoff=0.6)
+        near = difflib.get_close_matches(tag[:40].lower(), LAYER_TYPES, n=1, cutoff=0.6) if isinstance(tag, str) else []
         hint = f"; did you mean {near[0]!r}?" if near else ""
         return f"layer {path}: unknown type {short(tag)}{hint} Known types: {', '.join(LAYER_TYPES)}"
     if kind in ("model_attributes_type", "dict_type", "model_type"):
@@ -410,7 +433,7 @@ def parse_spec(text: str, *, max_chars: int | None = None, max_layers: int | Non
         raise _limit("max_spec_chars", f"the spec text has {len(text):,} characters, more than max_spec_chars={max_chars:,}")
     if not text.strip():
         raise SpecError("spec is empty: give the text print(model) shows, or VGG notation such as 'conv3-64, maxpool'")
-    if re.search(r"^\s*[A-Za-z_][\w.]*\s*\(", text, re.M):
+    if re.search(r"^[^\S\n]*[A-Za-z_][\w.]*[^\S\n]*\(", text, re.M):
         return parse_printed(text, max_layers=max_layers)
     return parse_vgg_notation(text)
 
@@ -495,7 +518,7 @@ def parse_printed(text: str, *, max_layers: int | None = None) -> tuple[list[dic
         if rest == "":
             if cls not in _CONTAINERS:
                 raise SpecError(
-                    f"spec line {number}: {cls}(...) is a custom module, not nn.Sequential: print(model) does not show its "
+                    f"spec line {number}: {cls if len(cls) <= 80 else short(cls)}(...) is a custom module, not nn.Sequential: print(model) does not show its "
                     "forward(), so the order of its children and any residual add or branching are unknown. Write it as "
                     'JSON layers, e.g. {"type": "residual", "body": [...], "shortcut": [...]} or {"type": "concat", "branches": [...]}'
                 )
@@ -514,9 +537,10 @@ def parse_printed(text: str, *, max_layers: int | None = None) -> tuple[list[dic
 def _leaf(cls: str, rest: str, number: int) -> dict:
     if cls not in _PRINTED:
         known = ", ".join(_PRINTED)
-        near = difflib.get_close_matches(cls, list(_PRINTED), n=1)
+        near = difflib.get_close_matches(cls[:40], list(_PRINTED), n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
-        raise SpecError(f"spec line {number}: unsupported layer {cls}{hint}; the walk knows {known}, and nested Sequential")
+        name = cls if len(cls) <= 80 else short(cls)
+        raise SpecError(f"spec line {number}: unsupported layer {name}{hint}; the walk knows {known}, and nested Sequential")
     ltype, positional = _PRINTED[cls]
     if not rest.endswith(")"):
         raise SpecError(f"spec line {number}: {cls}({short(rest)} is missing its closing ')'")

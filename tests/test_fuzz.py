@@ -393,3 +393,183 @@ def test_the_error_cap_middleware_shortens_an_sdk_validation_error_in_both_eras(
         assert bad.is_error and len(bad.content[0].text) < MAX_ERROR_CHARS + 200
         assert "values.0" in bad.content[0].text and "4" in bad.content[0].text.rsplit("[...", 1)[1]
         assert good.structured_content["output_size"] == PROBE[2]
+
+
+# ---- nested positions: a valid call broken at one place, at any depth ---------------------------------------
+#
+# The schema-drawn fuzz above mostly breaks arguments near the top (a drawn `layers` is a list of bare objects).
+# Here each tool starts from a small call known to succeed, with layers inside residual and concat blocks, and one
+# place at any depth (a field of a layer, an element of a per-axis pair, a branch of a concat, a row of an array)
+# gets one hostile value. Found this way: a non-text layer 'type' of 5,000 digits crashed the error message
+# (str() refuses ints over 4,300 digits) and a concat's 'branches' that is not a list crashed the layer count.
+
+_CONV = {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}
+_LAYERS = [
+    _CONV,
+    {"type": "batchnorm2d"},
+    {
+        "type": "residual",
+        "body": [{"type": "conv2d", "out_channels": 4, "kernel_size": [3, 3], "padding": [1, 1]}, {"type": "relu"}],
+        "shortcut": [],
+    },
+    {
+        "type": "concat",
+        "branches": [
+            [{"type": "conv2d", "out_channels": 2, "kernel_size": 1}],
+            [{"type": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": 1}],
+        ],
+    },
+    {"type": "maxpool2d", "kernel_size": 2},
+    {"type": "adaptiveavgpool2d", "output_size": [1, 1]},
+    {"type": "flatten"},
+    {"type": "linear", "out_features": 10},
+]
+_X = [[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]]
+_W = [[[[1.0, 0.0], [0.0, -1.0]]]]
+VALID_CALLS = {
+    "conv_output_size": {
+        "input_size": [32, 32],
+        "kernel_size": [3, 3],
+        "stride": [2, 2],
+        "padding": [1, 1],
+        "dilation": [1, 1],
+    },
+    "shape_calculator": {"input_shape": [1, 3, 16, 16], "layers": _LAYERS},
+    "receptive_field": {"input_shape": [3, 16, 16], "layers": _LAYERS[:5], "output_position": [2, 2]},
+    "parameter_count": {"layers": _LAYERS, "input_shape": [3, 16, 16]},
+    "design_architecture": {
+        "input_shape": [3, 32, 32],
+        "param_budget": 100_000,
+        "target_receptive_field": [9, 9],
+        "output_size": [16, 16],
+        "max_layers": 3,
+        "kernel_sizes": [3, 5],
+        "strides": [1, 2],
+        "dilations": [1],
+        "widths": [8, 16],
+        "top_k": 2,
+    },
+    "conv2d": {"x": _X, "weight": _W, "bias": [0.5], "stride": [1, 1], "padding": [1, 1], "dilation": [1, 1]},
+    "conv2d_backward": {"x": _X, "weight": _W, "bias": [0.5], "grad_output": [[[1.0, 1.0], [1.0, 1.0]]]},
+    "get_guide": {"name": "cnn-architect", "arguments": {"input_shape": "3x32x32", "param_budget": "100000"}},
+}
+# fmt: off
+NESTED_HOSTILE_VALUES = [
+    10**5000, -(10**5000), 10**12, -1, 0, 1e308, -1e308, 0.5, "", "x" * 100_000, None, True, [], {},
+    nested(200), [3] * 100_000, {"type": "conv2d"}, deep_residual(100), [_CONV] * 3000,
+]
+# fmt: on
+
+
+def _nested_places(args) -> list[tuple]:
+    """Every place below the top level (the top-level arguments are the deterministic test's job above)."""
+    return [p for p in _paths(args) if len(p) > 1]
+
+
+def _check(call, name, args, place=(), value=None) -> str | None:
+    """Call once; the problem with the answer (None when fine). Then the session must still answer the probe."""
+    result = call(name, args)
+    problem = None
+    if result.is_error:
+        text = " ".join(getattr(c, "text", "") for c in result.content)
+        if problem := actionable(name, text):
+            at = f" {'.'.join(map(str, place))} = {_short(value)[:60]}" if place else ""
+            problem = f"{name}{at} ({_short(args)[:200]}): {problem}: {text[:300]!r}"
+    probe = call(PROBE[0], PROBE[1])
+    assert not probe.is_error and probe.structured_content["output_size"] == PROBE[2]
+    return problem
+
+
+@pytest.mark.parametrize("name", sorted(VALID_CALLS))
+def test_each_valid_call_the_nested_fuzz_starts_from_succeeds_and_fits_the_schema(name):
+    assert name in TOOLS
+    jsonschema.validate(VALID_CALLS[name], TOOLS[name].input_schema)
+    with fuzz_limits(), session("auto") as call:
+        result = call(name, VALID_CALLS[name])
+    assert not result.is_error, result.content[0].text
+    assert _nested_places(VALID_CALLS[name])
+
+
+@pytest.mark.parametrize("name", sorted(VALID_CALLS))
+def test_a_valid_call_broken_at_any_nested_place_by_any_hostile_value_gets_an_actionable_answer(name):
+    """The deterministic sweep: every place below the top level x every value in NESTED_HOSTILE_VALUES."""
+    base = VALID_CALLS[name]
+    with fuzz_limits(), session("auto") as call:
+        problems = [
+            p
+            for place in _nested_places(base)
+            for v in NESTED_HOSTILE_VALUES
+            if (p := _check(call, name, _replace(base, place, v), place, v))
+        ]
+    assert not problems, "\n".join(problems)
+
+
+@st.composite
+def nested_breaks(draw):
+    """A valid call with one nested place (or two) replaced by anything HOSTILE draws."""
+    name = draw(st.sampled_from(sorted(VALID_CALLS)))
+    args = VALID_CALLS[name]
+    for _ in range(draw(st.integers(1, 2))):
+        args = _replace(args, draw(st.sampled_from(_nested_places(args) or [("x",)])), draw(HOSTILE))
+    return name, args
+
+
+def test_valid_calls_broken_at_drawn_nested_places_get_actionable_answers():
+    with fuzz_limits(), session("auto") as call:
+
+        @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=nested_breaks())
+        def check(case):
+            problem = _check(call, *case)
+            assert problem is None, problem
+
+        check()
+
+
+# Text specs broken on purpose: repeat bombs, huge numbers, long lines, unbalanced parentheses, unknown classes.
+_C = "Conv2d(3, 3, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))"
+_N = "9" * 5000  # int() refuses over 4,300 digits
+
+
+def _seq(*lines: str) -> str:
+    return "Sequential(\n" + "".join(f"  ({i}): {line}\n" for i, line in enumerate(lines)) + ")"
+
+
+# fmt: off
+HOSTILE_SPECS = [
+    _seq("99999999 x " + _C), _seq("0 x " + _C), _seq(f"{_N} x ReLU()"), _seq("1000000000 x Sequential(\n)"),
+    "Sequential(\n  (0): 100 x Sequential(\n    (0): 100 x Sequential(\n      (0): 100 x ReLU()\n    )\n  )\n)",
+    "Sequential(\n" * 5000 + "ReLU()\n" + ")\n" * 5000,
+    _seq(f"Conv2d(3, 3, kernel_size=({_N}, 3))"), _seq(f"Conv2d({_N}, 3, 3)"), _seq(f"Conv2d(3, 3, kernel_size=-{_N})"),
+    _seq("Conv2d(3, 3, kernel_size=1e999)"), _seq("Conv2d(3, 3, kernel_size=10**5000)"), _seq("Conv2d(3, 3, kernel_size=1_000_000_000_000)"),
+    _seq("Conv2d(3, 3, kernel_size=-3)"), _seq("Conv2d(3, 3, kernel_size=3j)"), _seq("Conv2d(3, 3, kernel_size=...)"),
+    _seq("Conv2d(3, 3, kernel_size={1, 2})"), _seq("Conv2d(3, 3, kernel_size={1: 2})"), _seq("Conv2d(3, 3, kernel_size=b'x')"),
+    _seq("Conv2d(3, 3, kernel_size=lambda: 1)"), _seq("Conv2d(**k)"), _seq("Conv2d(*k)"), _seq("Conv2d(3, 3, 3, 1, 1, 1, 1, True, 9, 9)"),
+    _seq("Conv2d(3, 3, kernel_size=3, kernel_size=5)"), _seq("Conv2d(3, 3, kernel_size=(" + "(" * 5000 + "3" + ")" * 5000 + "))"),
+    _seq("Conv2d(3, 3, kernel_size=" + "[" * 150 + "3" + "]" * 150 + ")"), _seq("Conv2d(3, 3, kernel_size=3" + ", x=1" * 50_000 + ")"),
+    _seq("Conv2d(3, 3, kernel_size=3, padding='" + "x" * 100_000 + "')"), _seq("Conv2d(3, 3, kernel_size=3, padding=" + "x" * 100_000 + ")"),
+    _seq("A" * 100_000 + "(1)"), "Sequential(\n  (0): " + "B" * 100_000 + "(\n    (0): ReLU()\n  )\n)",
+    _seq("Foo(3)"), _seq("Conv2D(3, 3, 3)"), _seq("torch.nn.modules.conv.Conv2d(3, 3, 3)"),
+    "Sequential(\n  (0): BasicBlock(\n    (conv1): " + _C + "\n  )\n)",
+    "Sequential(\n" * 1000, ")\n" * 1000, "Sequential(\n  (0): " + _C + "\n))", _seq("Conv2d(3, 3, 3"), _seq("Conv2d(3, 3, 3))))"),
+    "(" * 100_000, ")" * 100_000, "Conv2d(" * 20_000, "\x00\ud7ff\U0001f600(",
+    "\n" * 900_000, " \n" * 400_000,  # the text/VGG test once matched `^\s*` across lines: quadratic, hours for 1 MB
+    "x" * 900_000, "conv3-" + _N, "conv" + _N + "-3", "FC-" + _N, "conv0-64", "conv3-0", "FC-0", "conv99999999999-3",
+    "maxpool " * 100_000, "conv3-64," * 90_000, "conv3-64 " + "x" * 100_000, "conv3-64, FC-10, FC-" + "1" * 12,
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("name", ["parameter_count", "receptive_field", "shape_calculator"])
+def test_hostile_text_specs_get_an_actionable_answer_that_echoes_no_huge_value(name):
+    problems = []
+    with fuzz_limits(), session("auto") as call:
+        for spec in HOSTILE_SPECS:
+            args = {"spec": spec} if name == "parameter_count" else {"input_shape": [3, 16, 16], "spec": spec}
+            result = call(name, args)
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            if result.is_error and (problem := actionable(name, text) or (len(text) > 2_000 and f"{len(text)} chars")):
+                problems.append(f"{_short(spec)[:80]}: {problem}: {text[:200]!r}")
+            probe = call(PROBE[0], PROBE[1])
+            assert not probe.is_error and probe.structured_content["output_size"] == PROBE[2]
+    assert not problems, "\n".join(problems)
