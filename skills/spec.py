@@ -30,6 +30,7 @@ NonNegInt = Annotated[int, Field(ge=0, le=MAX_EXTENT)]
 PosPair = PosInt | Annotated[list[PosInt], Field(min_length=1, max_length=2)]
 NonNegPair = NonNegInt | Annotated[list[NonNegInt], Field(min_length=1, max_length=2)]
 ConvPadding = NonNegInt | Annotated[list[NonNegInt], Field(min_length=1, max_length=2)] | Literal["same", "valid"]
+SignedInt = Annotated[int, Field(ge=-MAX_EXTENT, le=MAX_EXTENT)]
 OutputSize = PosInt | Annotated[list[PosInt | None], Field(min_length=1, max_length=2)]
 
 
@@ -111,7 +112,7 @@ class ZeroPad2d(_Layer):
     """nn.ZeroPad2d: padding int or [left, right, top, bottom] (negative crops, as in PyTorch)."""
 
     type: Literal["zeropad2d"] = "zeropad2d"
-    padding: int | Annotated[list[int], Field(min_length=4, max_length=4)]
+    padding: SignedInt | Annotated[list[SignedInt], Field(min_length=4, max_length=4)]
 
 
 class BatchNorm2d(_Layer):
@@ -237,7 +238,7 @@ _FIELD_HELP = {
 }
 _PADDING_HELP = {
     "conv2d": "an int >= 0, [h, w] of ints >= 0, 'same' or 'valid'",
-    "zeropad2d": "an int or [left, right, top, bottom]",
+    "zeropad2d": f"an int or [left, right, top, bottom] of ints from {-MAX_EXTENT:,} to {MAX_EXTENT:,} (negative crops)",
 }
 
 

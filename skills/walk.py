@@ -529,7 +529,7 @@ def _convT(w: _Walk, layer: ConvTranspose2d, x: _T, rf, path: str) -> _Rec:
     y = _T(x.n, False, cout, size[0], size[1])
     macs = (x.n or 1) * x.h * x.w * weight  # H_in*W_in*C_in*(C_out/groups)*kH*kW
     steps = (TransposeStep, (k[0], s[0], p[0], d[0], x.h), (k[1], s[1], p[1], d[1], x.w))
-    return _Rec(path, "convtranspose2d", x, y, params, 0, macs, formula, None, steps, None, _advance(rf, steps))
+    return _Rec(path, "convtranspose2d", x, y, params, 0, macs, formula, None, steps, None, _advance(rf, steps, _where(path, "convtranspose2d")))
 
 
 def _pool(w: _Walk, layer: MaxPool2d | AvgPool2d, x: _T, rf, path: str) -> _Rec:
@@ -570,7 +570,7 @@ def _adaptive(w: _Walk, layer: AdaptiveAvgPool2d | AdaptiveMaxPool2d, x: _T, rf,
     size = [out[0] or x.h, out[1] or x.w]
     y = _T(x.n, False, x.c, size[0], size[1])
     steps = (AdaptiveStep, (x.h, size[0]), (x.w, size[1]))
-    return _Rec(path, layer.type, x, y, 0, 0, 0, "0", None, steps, None, _advance(rf, steps))
+    return _Rec(path, layer.type, x, y, 0, 0, 0, "0", None, steps, None, _advance(rf, steps, _where(path, layer.type)))
 
 
 def _zeropad(w: _Walk, layer: ZeroPad2d, x: _T, rf, path: str) -> _Rec:
@@ -745,12 +745,30 @@ def _windows(rf, kh, sh, ph, dh, kw, sw, pw, dw):
     return nh, rw.window(kw, sw, pw, dw)
 
 
-def _advance(rf, steps):
+MAX_RF_WORK = 10_000_000
+"""Bound on the per-phase receptive-field work of one layer (phases x window): an adaptive pool from a huge map to a
+size that does not divide it (e.g. 2,000,000,005 -> 999,999,999) would otherwise track ~1e9 phases (hours, memory)."""
+
+
+def _advance(rf, steps, where: str = "this layer"):
     """The receptive-field maps after a transposed conv or adaptive pool (their regions may depend on the phase)."""
     if rf is None:
         return None
     cls, h, w = steps
-    return rf[0].then(cls(*h)), rf[1].then(cls(*w))
+    out = []
+    for axis, m, args in (("height", rf[0], h), ("width", rf[1], w)):
+        step = cls(*args)
+        if m.period > 1 or step.period > 1:
+            period = m.period // gcd(step.shift, m.period) * step.period
+            window = -(-step.n // step.m) + 1 if isinstance(step, AdaptiveStep) else 1
+            if period * window > MAX_RF_WORK:
+                raise GeometryError(
+                    f"{where}: its receptive field along {axis} repeats only every {period:,} output pixels "
+                    f"(windows of up to {window:,} px), more than the walk tracks ({MAX_RF_WORK:,} phase x window "
+                    "steps); choose an output size that divides the input size, or a smaller map"
+                )
+        out.append(m.then(step))
+    return tuple(out)
 
 
 _HANDLERS = {

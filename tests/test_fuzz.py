@@ -453,6 +453,59 @@ VALID_CALLS = {
     "conv2d_backward": {"x": _X, "weight": _W, "bias": [0.5], "grad_output": [[[1.0, 1.0], [1.0, 1.0]]]},
     "get_guide": {"name": "cnn-architect", "arguments": {"input_shape": "3x32x32", "param_budget": "100000"}},
 }
+_LAYERS_2 = [  # the other layer types and options; zeropad2d's padding of 1e9 before an adaptive pool once OOM-killed the walk
+    {
+        "type": "conv2d",
+        "out_channels": 6,
+        "kernel_size": [3, 5],
+        "padding": "same",
+        "padding_mode": "reflect",
+        "dilation": [1, 2],
+        "groups": 3,
+        "bias": False,
+    },
+    {"type": "leakyrelu", "negative_slope": 0.1},
+    {"type": "dropout", "p": 0.5},
+    {"type": "zeropad2d", "padding": [1, 1, 2, 2]},
+    {"type": "convtranspose2d", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1},
+    {"type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False},
+    {"type": "adaptivemaxpool2d", "output_size": [None, 2]},
+    {"type": "flatten", "start_dim": 1},
+]
+MORE_VALID_CALLS = {  # id -> (tool, arguments)
+    "shape_calculator-2": ("shape_calculator", {"input_shape": [3, 16, 16], "layers": _LAYERS_2}),
+    "receptive_field-2": ("receptive_field", {"input_shape": [3, 16, 16], "layers": _LAYERS_2[:7]}),
+    "conv2d-2": (
+        "conv2d",
+        {
+            "sample": "checkerboard",
+            "kernel": "sobel_x",
+            "image": True,
+            "show_columns": True,
+            "method": "both",
+            "stride": [2, 2],
+            "padding": [1, 1],
+        },
+    ),
+    "conv2d_backward-2": ("conv2d_backward", {"sample": "step", "kernel": "blur_3x3", "padding": [1, 1]}),
+    "conv_output_size-2": (
+        "conv_output_size",
+        {
+            "input_size": [7, 9],
+            "kernel_size": 3,
+            "stride": [2, 2],
+            "padding": [1, 0],
+            "output_padding": [1, 1],
+            "dilation": [1, 2],
+            "kind": "transpose",
+        },
+    ),
+    "get_guide-2": (
+        "get_guide",
+        {"name": "conv-shape-calculator", "arguments": {"network": "conv3-64, maxpool", "input_shape": "3x224x224"}},
+    ),
+}
+ALL_VALID_CALLS = {**{name: (name, args) for name, args in VALID_CALLS.items()}, **MORE_VALID_CALLS}
 # fmt: off
 NESTED_HOSTILE_VALUES = [
     10**5000, -(10**5000), 10**12, -1, 0, 1e308, -1e308, 0.5, "", "x" * 100_000, None, True, [], {},
@@ -480,20 +533,21 @@ def _check(call, name, args, place=(), value=None) -> str | None:
     return problem
 
 
-@pytest.mark.parametrize("name", sorted(VALID_CALLS))
-def test_each_valid_call_the_nested_fuzz_starts_from_succeeds_and_fits_the_schema(name):
+@pytest.mark.parametrize("case", sorted(ALL_VALID_CALLS))
+def test_each_valid_call_the_nested_fuzz_starts_from_succeeds_and_fits_the_schema(case):
+    name, args = ALL_VALID_CALLS[case]
     assert name in TOOLS
-    jsonschema.validate(VALID_CALLS[name], TOOLS[name].input_schema)
+    jsonschema.validate(args, TOOLS[name].input_schema)
     with fuzz_limits(), session("auto") as call:
-        result = call(name, VALID_CALLS[name])
+        result = call(name, args)
     assert not result.is_error, result.content[0].text
-    assert _nested_places(VALID_CALLS[name])
+    assert _nested_places(args)
 
 
-@pytest.mark.parametrize("name", sorted(VALID_CALLS))
-def test_a_valid_call_broken_at_any_nested_place_by_any_hostile_value_gets_an_actionable_answer(name):
+@pytest.mark.parametrize("case", sorted(ALL_VALID_CALLS))
+def test_a_valid_call_broken_at_any_nested_place_by_any_hostile_value_gets_an_actionable_answer(case):
     """The deterministic sweep: every place below the top level x every value in NESTED_HOSTILE_VALUES."""
-    base = VALID_CALLS[name]
+    name, base = ALL_VALID_CALLS[case]
     with fuzz_limits(), session("auto") as call:
         problems = [
             p
@@ -507,8 +561,7 @@ def test_a_valid_call_broken_at_any_nested_place_by_any_hostile_value_gets_an_ac
 @st.composite
 def nested_breaks(draw):
     """A valid call with one nested place (or two) replaced by anything HOSTILE draws."""
-    name = draw(st.sampled_from(sorted(VALID_CALLS)))
-    args = VALID_CALLS[name]
+    name, args = ALL_VALID_CALLS[draw(st.sampled_from(sorted(ALL_VALID_CALLS)))]
     for _ in range(draw(st.integers(1, 2))):
         args = _replace(args, draw(st.sampled_from(_nested_places(args) or [("x",)])), draw(HOSTILE))
     return name, args
