@@ -22,6 +22,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# The validators below raise ValueError on purpose: pydantic turns it into an argument-validation error, which
+# the SDK reports to the client with the message (a ToolError here would be a crash inside validation).
 def _per_axis(minimum: int):
     def check(value: Any, info: ValidationInfo) -> int | list[int]:
         name = info.field_name or "value"
