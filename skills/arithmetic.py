@@ -42,6 +42,29 @@ def pair(value: PairLike, name: str, *, minimum: int | None = None, where: str =
     return out
 
 
+def per_axis(value: PairLike, n: int, name: str, *, minimum: int | None = None, where: str = "") -> tuple[int, ...]:
+    """Turn an int or a list of 1 or n ints into one int per spatial axis (n of them), checking a lower bound."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool):
+        raise GeometryError(f"{prefix}{name} must be an int or a list of {n} ints, got {value!r}")
+    if isinstance(value, int):
+        out = (value,) * n
+    elif isinstance(value, (list, tuple)) and len(value) in (1, n) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        out = tuple(value) * (n if len(value) == 1 else 1)
+    else:
+        raise GeometryError(f"{prefix}{name} must be an int or a list of {n} ints (one per spatial axis), got {value!r}")
+    if minimum is not None and min(out) < minimum:
+        raise GeometryError(f"{prefix}{name} must be >= {minimum} on every axis, got {list(out)}")
+    return out
+
+
+def axis_names(n: int) -> tuple[str, ...]:
+    """Names of n spatial axes: L; H, W; D, H, W."""
+    return {1: ("L",), 2: AXES, 3: ("D", "H", "W")}[n]
+
+
 def effective_kernel(kernel: int, dilation: int) -> int:
     """Span of a dilated kernel in pixels: dilation*(kernel-1) + 1."""
     return dilation * (kernel - 1) + 1
@@ -54,24 +77,26 @@ def same_padding(kernel: int, dilation: int) -> tuple[int, int]:
 
 
 def resolve_conv_padding(
-    padding: Padding, kernel: Pair, stride: Pair, dilation: Pair, *, where: str = ""
-) -> tuple[Pair, Pair]:
-    """Padding before and after per axis, ((top, left), (bottom, right)), for int, [h, w], "same" or "valid"."""
+    padding: Padding, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int], *, where: str = ""
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Padding before and after per axis, ((top, left), (bottom, right)) in 2-D, for int, a per-axis list, "same" or
+    "valid"; kernel, stride and dilation have one entry per spatial axis."""
     prefix = f"{where}: " if where else ""
+    n = len(kernel)
     if isinstance(padding, str):
         if padding == "valid":
-            return (0, 0), (0, 0)
+            return (0,) * n, (0,) * n
         if padding == "same":
-            if stride != (1, 1):
+            if any(s != 1 for s in stride):
                 raise GeometryError(
                     f"{prefix}padding='same' is not supported for strided convolutions (stride={list(stride)}); "
                     "PyTorch refuses it too: use an explicit padding such as dilation*(kernel_size-1)//2"
                 )
-            h = same_padding(kernel[0], dilation[0])
-            w = same_padding(kernel[1], dilation[1])
-            return (h[0], w[0]), (h[1], w[1])
-        raise GeometryError(f"{prefix}padding must be an int, [h, w], 'same' or 'valid', got {padding!r}")
-    p = pair(padding, "padding", minimum=0, where=where)
+            sides = [same_padding(k, d) for k, d in zip(kernel, dilation, strict=True)]
+            return tuple(b for b, _ in sides), tuple(a for _, a in sides)
+        axes = "[h, w]" if n == 2 else "a per-axis list"
+        raise GeometryError(f"{prefix}padding must be an int, {axes}, 'same' or 'valid', got {padding!r}")
+    p = pair(padding, "padding", minimum=0, where=where) if n == 2 else per_axis(padding, n, "padding", minimum=0, where=where)
     return p, p
 
 
@@ -129,14 +154,14 @@ def transpose_output_length(
     return out
 
 
-def check_padding_mode(size: Pair, pad_before: Pair, pad_after: Pair, mode: str, *, where: str = "") -> None:
+def check_padding_mode(size: Sequence[int], pad_before: Sequence[int], pad_after: Sequence[int], mode: str, *, where: str = "") -> None:
     """PyTorch's limits for non-zero padding modes: reflect needs padding < size, circular padding <= size."""
     prefix = f"{where}: " if where else ""
     if mode in ("zeros", "replicate"):
         return
     if mode not in ("reflect", "circular"):
         raise GeometryError(f"{prefix}padding_mode must be zeros, reflect, replicate or circular, got {mode!r}")
-    for axis, s, pb, pa in zip(AXES, size, pad_before, pad_after, strict=True):
+    for axis, s, pb, pa in zip(axis_names(len(size)), size, pad_before, pad_after, strict=True):
         p = max(pb, pa)
         if mode == "reflect" and p >= s:
             raise GeometryError(
@@ -190,6 +215,18 @@ def transpose_axis(
     return AxisResult(out, text)
 
 
+def _axis_count(*values: object) -> int:
+    """How many spatial axes a call has: the longest list among its per-axis values (all ints: 2, as [h, w])."""
+    lengths = {len(v) for v in values if isinstance(v, (list, tuple))}
+    n = max(lengths, default=2)
+    if n > 3 or n < 1:
+        raise GeometryError(f"per-axis values take 1, 2 or 3 entries (one per spatial axis: [l], [h, w], [d, h, w]), got {n}")
+    bad = sorted(lengths - {1, n})
+    if bad:
+        raise GeometryError(f"per-axis values disagree on the number of axes: lists of {bad[0]} and {n} entries (give one per axis, or one for all)")
+    return n
+
+
 def output_size(
     input_size: PairLike,
     kernel_size: PairLike,
@@ -199,29 +236,30 @@ def output_size(
     ceil_mode: bool = False,
     output_padding: PairLike = 0,
     kind: Kind = "conv",
-) -> tuple[Pair, tuple[AxisResult, AxisResult]]:
-    """Output [h, w] of one conv, pool or transposed conv, per axis, with each axis's arithmetic."""
-    size = pair(input_size, "input_size", minimum=1)
-    kernel = pair(kernel_size, "kernel_size", minimum=1)
-    strides = pair(kernel if stride is None and kind == "pool" else (1 if stride is None else stride), "stride", minimum=1)
-    dil = pair(dilation, "dilation", minimum=1)
+) -> tuple[tuple[int, ...], tuple[AxisResult, ...]]:
+    """Output size of one conv, pool or transposed conv, per axis (1, 2 or 3 of them), with each axis's arithmetic."""
+    n = _axis_count(input_size, kernel_size, stride, padding if not isinstance(padding, str) else 0, dilation, output_padding)
+    size = per_axis(input_size, n, "input_size", minimum=1)
+    kernel = per_axis(kernel_size, n, "kernel_size", minimum=1)
+    strides = per_axis(kernel if stride is None and kind == "pool" else (1 if stride is None else stride), n, "stride", minimum=1)
+    dil = per_axis(dilation, n, "dilation", minimum=1)
     if kind == "conv":
         before, after = resolve_conv_padding(padding, kernel, strides, dil)
-        axes = tuple(conv_axis(size[i], kernel[i], strides[i], before[i], after[i], dil[i]) for i in range(2))
+        axes = tuple(conv_axis(size[i], kernel[i], strides[i], before[i], after[i], dil[i]) for i in range(n))
     elif kind == "pool":
         if isinstance(padding, str):
-            raise GeometryError(f"padding={padding!r} is only for kind 'conv'; pooling takes an int or [h, w]")
-        pad = pair(padding, "padding", minimum=0)
-        axes = tuple(pool_axis(size[i], kernel[i], strides[i], pad[i], dil[i], ceil_mode) for i in range(2))
+            raise GeometryError(f"padding={padding!r} is only for kind 'conv'; pooling takes an int or a per-axis list")
+        pad = per_axis(padding, n, "padding", minimum=0)
+        axes = tuple(pool_axis(size[i], kernel[i], strides[i], pad[i], dil[i], ceil_mode) for i in range(n))
     elif kind == "transpose":
         if isinstance(padding, str):
-            raise GeometryError(f"padding={padding!r} is only for kind 'conv'; transposed conv takes an int or [h, w]")
-        pad = pair(padding, "padding", minimum=0)
-        op = pair(output_padding, "output_padding", minimum=0)
-        axes = tuple(transpose_axis(size[i], kernel[i], strides[i], pad[i], op[i], dil[i]) for i in range(2))
+            raise GeometryError(f"padding={padding!r} is only for kind 'conv'; transposed conv takes an int or a per-axis list")
+        pad = per_axis(padding, n, "padding", minimum=0)
+        op = per_axis(output_padding, n, "output_padding", minimum=0)
+        axes = tuple(transpose_axis(size[i], kernel[i], strides[i], pad[i], op[i], dil[i]) for i in range(n))
     else:
         raise GeometryError(f"kind must be 'conv', 'pool' or 'transpose', got {kind!r}")
-    return (axes[0].output, axes[1].output), axes  # type: ignore[return-value]
+    return tuple(a.output for a in axes), axes
 
 
 def receptive_field_step(
@@ -239,15 +277,15 @@ def receptive_field_step(
 class OutputSizeResult(BaseModel):
     """Result of conv_output_size: the output size per axis and the arithmetic that gave it."""
 
-    output_size: list[int] = Field(description="[h, w] of the output")
+    output_size: list[int] = Field(description="output size per spatial axis ([h, w] in 2-D)")
     formula: str = Field(description="the arithmetic written out with the numbers, per axis")
     kind: Kind
     input_size: list[int]
     kernel_size: list[int]
     stride: list[int]
-    padding: list[list[int]] = Field(description="[[top, bottom], [left, right]] padding actually applied")
+    padding: list[list[int]] = Field(description="[[before, after], ...] per axis: [[top, bottom], [left, right]] in 2-D")
     dilation: list[int]
-    formulas: list[str] = Field(description="[H formula, W formula]")
+    formulas: list[str] = Field(description="one formula per axis ([H formula, W formula] in 2-D)")
 
 
 def conv_output_size(
@@ -260,29 +298,31 @@ def conv_output_size(
     output_padding: PairLike = 0,
     kind: Kind = "conv",
 ) -> OutputSizeResult:
-    """Output [h, w] of one Conv2d, MaxPool2d/AvgPool2d or ConvTranspose2d, exactly as PyTorch computes it."""
-    (h, w), axes = output_size(input_size, kernel_size, stride, padding, dilation, ceil_mode, output_padding, kind)
-    size = pair(input_size, "input_size")
-    kernel = pair(kernel_size, "kernel_size")
-    strides = pair(kernel if stride is None and kind == "pool" else (1 if stride is None else stride), "stride")
-    dil = pair(dilation, "dilation")
+    """Output size of one Conv1d/2d/3d, MaxPool/AvgPool or ConvTranspose layer, exactly as PyTorch computes it; per-axis
+    values are an int or a list of 1, 2 or 3 entries (all ints: 2-D)."""
+    out, axes = output_size(input_size, kernel_size, stride, padding, dilation, ceil_mode, output_padding, kind)
+    n = len(out)
+    kernel = per_axis(kernel_size, n, "kernel_size")
+    strides = per_axis(kernel if stride is None and kind == "pool" else (1 if stride is None else stride), n, "stride")
+    dil = per_axis(dilation, n, "dilation")
     if kind == "conv":
         before, after = resolve_conv_padding(padding, kernel, strides, dil)
     else:
-        before = after = pair(padding, "padding")  # type: ignore[arg-type]
-    formulas = [axes[0].formula, axes[1].formula]
-    if formulas[0] == formulas[1]:
-        formula = f"H = W: {formulas[0]}"
+        before = after = per_axis(padding, n, "padding")  # type: ignore[arg-type]
+    formulas = [a.formula for a in axes]
+    names = axis_names(n)
+    if len(set(formulas)) == 1 and n > 1:
+        formula = f"{' = '.join(names)}: {formulas[0]}"
     else:
-        formula = f"H: {formulas[0]}; W: {formulas[1]}"
+        formula = "; ".join(f"{name}: {f}" for name, f in zip(names, formulas, strict=True))
     return OutputSizeResult(
-        output_size=[h, w],
+        output_size=list(out),
         formula=formula,
         kind=kind,
-        input_size=list(size),
+        input_size=list(per_axis(input_size, n, "input_size")),
         kernel_size=list(kernel),
         stride=list(strides),
-        padding=[[before[0], after[0]], [before[1], after[1]]],
+        padding=[[b, a] for b, a in zip(before, after, strict=True)],
         dilation=list(dil),
         formulas=formulas,
     )

@@ -1,124 +1,169 @@
-"""The network spec: pydantic models (a discriminated union on `type`) and the text forms that parse into them.
+"""The network spec: pydantic models (a discriminated union on `type`), and the graph form's nodes.
 
 A spec is a list of layers, each a dict with `type` plus PyTorch's constructor arguments and defaults
-(see the contract's table). Per-axis values are an int (square) or [h, w]. `residual` and `concat`
-hold nested layer lists. Two text forms parse into the same dicts:
+(see the contract's table); PyTorch's class spelling (`Conv2d`, `BatchNorm2d`) is accepted too. One model class
+serves each family of layers across dimensionalities (conv1d, conv2d and conv3d are `Conv`), its per-axis values an
+int or a list with one entry per spatial axis. `residual` and `concat` hold nested layer lists. A `graph` is a list of
+named nodes, each a layer with `inputs`, plus the merge nodes `add`, `mul` and `concat` (`dim`).
+The text forms (print(model), the VGG paper's notation) are in skills.textspec and parse into the same dicts.
 
-* the printed form of a PyTorch `nn.Sequential`, as `print(model)` shows it (nested Sequentials and
-  ModuleLists flatten into the sequence, `(0-2): 3 x ReLU()` repeats);
-* the VGG paper's compact notation (`conv3-64, conv3-64, maxpool, ..., FC-4096, FC-1000, soft-max`),
-  documented in `parse_vgg_notation`.
-
-Errors are SpecError messages that name the layer by index (and path inside blocks, e.g. `layer 4.body.1`),
-the field, the rule and the value.
+Errors are SpecError messages that name the layer by index (and path inside blocks, e.g. `layer 4.body.1`) or the
+graph node by name, the field, the rule and the value.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
-import re
+import heapq
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from .arithmetic import MAX_EXTENT
 from .errors import LimitError, SpecError
 
 PosInt = Annotated[int, Field(ge=1, le=MAX_EXTENT)]
 NonNegInt = Annotated[int, Field(ge=0, le=MAX_EXTENT)]
-PosPair = PosInt | Annotated[list[PosInt], Field(min_length=1, max_length=2)]
-NonNegPair = NonNegInt | Annotated[list[NonNegInt], Field(min_length=1, max_length=2)]
-ConvPadding = NonNegInt | Annotated[list[NonNegInt], Field(min_length=1, max_length=2)] | Literal["same", "valid"]
 SignedInt = Annotated[int, Field(ge=-MAX_EXTENT, le=MAX_EXTENT)]
-OutputSize = PosInt | Annotated[list[PosInt | None], Field(min_length=1, max_length=2)]
+PosAxes = PosInt | Annotated[list[PosInt], Field(min_length=1, max_length=3)]
+NonNegAxes = NonNegInt | Annotated[list[NonNegInt], Field(min_length=1, max_length=3)]
+ConvPadding = NonNegInt | Annotated[list[NonNegInt], Field(min_length=1, max_length=3)] | Literal["same", "valid"]
+OutputSize = PosInt | Annotated[list[PosInt | None], Field(min_length=1, max_length=3)]
+Scale = Annotated[float, Field(gt=0, le=MAX_EXTENT, allow_inf_nan=False)]
+Dim = Annotated[int, Field(ge=-8, le=8)]
+# kept for callers of the 2-D names
+PosPair = PosAxes
+NonNegPair = NonNegAxes
+
+_ND = {"1d": 1, "2d": 2, "3d": 3}
+AXIS_HELP = {1: "[l]", 2: "[h, w]", 3: "[d, h, w]"}
+
+
+def nd_of(ltype: str) -> int | None:
+    """The spatial dimensionality a layer type is written for (conv3d: 3), or None (any)."""
+    if ltype in ("pixelshuffle", "pixelunshuffle"):
+        return 2
+    return _ND.get(ltype[-2:])
 
 
 class _Layer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Conv2d(_Layer):
-    """nn.Conv2d: weight [out_channels, in_channels/groups, kH, kW]."""
+class _PerAxis(_Layer):
+    """A layer with per-axis values: a list has one entry per spatial axis of its type (or one for all)."""
 
-    type: Literal["conv2d"] = "conv2d"
+    @field_validator("kernel_size", "stride", "padding", "dilation", "output_padding", "output_size", mode="after", check_fields=False)
+    @classmethod
+    def _one_per_axis(cls, value: Any, info: ValidationInfo) -> Any:
+        if value.__class__ is list and len(value) > 1:
+            nd = nd_of(info.data.get("type", ""))
+            if nd is not None and len(value) != nd:
+                raise ValueError(f"{len(value)} entries for {nd} spatial axes")
+        return value
+
+
+class Conv(_PerAxis):
+    """nn.Conv1d/2d/3d: weight [out_channels, in_channels/groups, *kernel_size]."""
+
+    type: Literal["conv1d", "conv2d", "conv3d"] = "conv2d"
     in_channels: PosInt | None = None
     out_channels: PosInt
-    kernel_size: PosPair
-    stride: PosPair = 1
+    kernel_size: PosAxes
+    stride: PosAxes = 1
     padding: ConvPadding = 0
-    dilation: PosPair = 1
+    dilation: PosAxes = 1
     groups: PosInt = 1
     bias: bool = True
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
 
 
-class ConvTranspose2d(_Layer):
-    """nn.ConvTranspose2d: weight [in_channels, out_channels/groups, kH, kW]."""
+class ConvTranspose(_PerAxis):
+    """nn.ConvTranspose1d/2d/3d: weight [in_channels, out_channels/groups, *kernel_size]."""
 
-    type: Literal["convtranspose2d"] = "convtranspose2d"
+    type: Literal["convtranspose1d", "convtranspose2d", "convtranspose3d"] = "convtranspose2d"
     in_channels: PosInt | None = None
     out_channels: PosInt
-    kernel_size: PosPair
-    stride: PosPair = 1
-    padding: NonNegPair = 0
-    output_padding: NonNegPair = 0
-    dilation: PosPair = 1
+    kernel_size: PosAxes
+    stride: PosAxes = 1
+    padding: NonNegAxes = 0
+    output_padding: NonNegAxes = 0
+    dilation: PosAxes = 1
     groups: PosInt = 1
     bias: bool = True
     padding_mode: Literal["zeros"] = "zeros"
 
 
-class MaxPool2d(_Layer):
-    """nn.MaxPool2d; stride defaults to kernel_size."""
+class MaxPool(_PerAxis):
+    """nn.MaxPool1d/2d/3d; stride defaults to kernel_size."""
 
-    type: Literal["maxpool2d"] = "maxpool2d"
-    kernel_size: PosPair
-    stride: PosPair | None = None
-    padding: NonNegPair = 0
-    dilation: PosPair = 1
+    type: Literal["maxpool1d", "maxpool2d", "maxpool3d"] = "maxpool2d"
+    kernel_size: PosAxes
+    stride: PosAxes | None = None
+    padding: NonNegAxes = 0
+    dilation: PosAxes = 1
     ceil_mode: bool = False
     return_indices: Literal[False] = False
 
 
-class AvgPool2d(_Layer):
-    """nn.AvgPool2d; stride defaults to kernel_size."""
+class AvgPool(_PerAxis):
+    """nn.AvgPool1d/2d/3d; stride defaults to kernel_size (divisor_override: 2-D and 3-D only, as in PyTorch)."""
 
-    type: Literal["avgpool2d"] = "avgpool2d"
-    kernel_size: PosPair
-    stride: PosPair | None = None
-    padding: NonNegPair = 0
+    type: Literal["avgpool1d", "avgpool2d", "avgpool3d"] = "avgpool2d"
+    kernel_size: PosAxes
+    stride: PosAxes | None = None
+    padding: NonNegAxes = 0
     ceil_mode: bool = False
     count_include_pad: bool = True
     divisor_override: PosInt | None = None
 
 
-class AdaptiveAvgPool2d(_Layer):
-    """nn.AdaptiveAvgPool2d; a None axis keeps the input size."""
+class AdaptiveAvgPool(_PerAxis):
+    """nn.AdaptiveAvgPool1d/2d/3d; a None axis keeps the input size."""
 
-    type: Literal["adaptiveavgpool2d"] = "adaptiveavgpool2d"
+    type: Literal["adaptiveavgpool1d", "adaptiveavgpool2d", "adaptiveavgpool3d"] = "adaptiveavgpool2d"
     output_size: OutputSize
 
 
-class AdaptiveMaxPool2d(_Layer):
-    """nn.AdaptiveMaxPool2d; a None axis keeps the input size."""
+class AdaptiveMaxPool(_PerAxis):
+    """nn.AdaptiveMaxPool1d/2d/3d; a None axis keeps the input size."""
 
-    type: Literal["adaptivemaxpool2d"] = "adaptivemaxpool2d"
+    type: Literal["adaptivemaxpool1d", "adaptivemaxpool2d", "adaptivemaxpool3d"] = "adaptivemaxpool2d"
     output_size: OutputSize
     return_indices: Literal[False] = False
 
 
-class ZeroPad2d(_Layer):
-    """nn.ZeroPad2d: padding int or [left, right, top, bottom] (negative crops, as in PyTorch)."""
-
-    type: Literal["zeropad2d"] = "zeropad2d"
-    padding: SignedInt | Annotated[list[SignedInt], Field(min_length=4, max_length=4)]
+PAD_TYPES = tuple(f"{kind}pad{n}d" for kind in ("zero", "constant", "reflection", "replication", "circular") for n in (1, 2, 3))
 
 
-class BatchNorm2d(_Layer):
-    """nn.BatchNorm2d: params weight (+ bias) when affine; buffers running_mean, running_var, num_batches_tracked."""
+class Pad(_Layer):
+    """nn.ZeroPad*, ConstantPad*, ReflectionPad*, ReplicationPad*, CircularPad* (1d/2d/3d): padding int or
+    [left, right], [left, right, top, bottom], [left, right, top, bottom, front, back] (negative crops, as in PyTorch)."""
 
-    type: Literal["batchnorm2d"] = "batchnorm2d"
+    type: Literal[PAD_TYPES] = "zeropad2d"  # type: ignore[valid-type]
+    padding: SignedInt | Annotated[list[SignedInt], Field(min_length=2, max_length=6)]
+    value: float = 0.0
+
+    @field_validator("padding", mode="after")
+    @classmethod
+    def _two_per_axis(cls, value: Any, info: ValidationInfo) -> Any:
+        nd = nd_of(info.data.get("type", ""))
+        if value.__class__ is list and nd is not None and len(value) != 2 * nd:
+            raise ValueError(f"{len(value)} entries for {nd} spatial axes")
+        return value
+
+    @field_validator("value", mode="after")
+    @classmethod
+    def _constant_only(cls, value: float, info: ValidationInfo) -> float:
+        if value != 0.0 and not info.data.get("type", "").startswith("constant"):
+            raise ValueError("value is only for constantpad1d/2d/3d")
+        return value
+
+
+class BatchNorm(_Layer):
+    """nn.BatchNorm1d/2d/3d: params weight (+ bias) when affine; buffers running_mean, running_var, num_batches_tracked."""
+
+    type: Literal["batchnorm1d", "batchnorm2d", "batchnorm3d"] = "batchnorm2d"
     num_features: PosInt | None = None
     eps: float = 1e-5
     momentum: float | None = 0.1
@@ -127,14 +172,108 @@ class BatchNorm2d(_Layer):
     bias: bool = True
 
 
-class ReLU(_Layer):
-    type: Literal["relu"] = "relu"
+class InstanceNorm(_Layer):
+    """nn.InstanceNorm1d/2d/3d: params only when affine, buffers only when track_running_stats (both off by default)."""
+
+    type: Literal["instancenorm1d", "instancenorm2d", "instancenorm3d"] = "instancenorm2d"
+    num_features: PosInt | None = None
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+    affine: bool = False
+    track_running_stats: bool = False
+    bias: bool = True
+
+
+class GroupNorm(_Layer):
+    """nn.GroupNorm(num_groups, num_channels): weight and bias of num_channels when affine; no buffers."""
+
+    type: Literal["groupnorm"] = "groupnorm"
+    num_groups: PosInt
+    num_channels: PosInt | None = None
+    eps: float = 1e-5
+    affine: bool = True
+    bias: bool = True
+
+
+class LayerNorm(_Layer):
+    """nn.LayerNorm(normalized_shape): normalises over the trailing dims; weight and bias of that shape."""
+
+    type: Literal["layernorm"] = "layernorm"
+    normalized_shape: PosInt | Annotated[list[PosInt], Field(min_length=1, max_length=5)]
+    eps: float = 1e-5
+    elementwise_affine: bool = True
+    bias: bool = True
+
+
+UPSAMPLE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")
+
+
+class Upsample(_Layer):
+    """nn.Upsample / F.interpolate: `size` or `scale_factor`; output floor(input * scale_factor) per axis."""
+
+    type: Literal["upsample"] = "upsample"
+    size: PosInt | Annotated[list[PosInt], Field(min_length=1, max_length=3)] | None = None
+    scale_factor: Scale | Annotated[list[Scale], Field(min_length=1, max_length=3)] | None = None
+    mode: Literal[UPSAMPLE_MODES] = "nearest"  # type: ignore[valid-type]
+    align_corners: bool | None = None
+    recompute_scale_factor: bool | None = None
+
+
+class PixelShuffle(_Layer):
+    """nn.PixelShuffle(r): [C*r^2, H, W] -> [C, H*r, W*r]."""
+
+    type: Literal["pixelshuffle"] = "pixelshuffle"
+    upscale_factor: PosInt
+
+
+class PixelUnshuffle(_Layer):
+    """nn.PixelUnshuffle(r): [C, H*r, W*r] -> [C*r^2, H, W]."""
+
+    type: Literal["pixelunshuffle"] = "pixelunshuffle"
+    downscale_factor: PosInt
+
+
+class ChannelShuffle(_Layer):
+    """nn.ChannelShuffle(groups): channels regrouped, shape unchanged."""
+
+    type: Literal["channelshuffle"] = "channelshuffle"
+    groups: PosInt
+
+
+class Softmax(_Layer):
+    """nn.Softmax / LogSoftmax / Softmin over `dim` (counted with the batch axis, as in PyTorch)."""
+
+    type: Literal["softmax", "logsoftmax", "softmin"] = "softmax"
+    dim: Dim | None = None
+
+
+class PReLU(_Layer):
+    """nn.PReLU: num_parameters slopes (1, or the channel count)."""
+
+    type: Literal["prelu"] = "prelu"
+    num_parameters: PosInt = 1
+    init: float = 0.25
+
+
+class Unflatten(_Layer):
+    """nn.Unflatten(dim, unflattened_size) of a flattened input: [N, F] -> [N, C, *spatial]."""
+
+    type: Literal["unflatten"] = "unflatten"
+    dim: Dim = 1
+    unflattened_size: Annotated[list[Annotated[int, Field(ge=-1, le=MAX_EXTENT)]], Field(min_length=1, max_length=4)]
+
+
+class Inplace(_Layer):
+    """Activations whose only argument is inplace (shape unchanged, no params)."""
+
+    type: Literal["relu", "relu6", "silu", "hardswish", "hardsigmoid", "mish", "selu"] = "relu"
     inplace: bool = False
 
 
-class ReLU6(_Layer):
-    type: Literal["relu6"] = "relu6"
-    inplace: bool = False
+class Plain(_Layer):
+    """Shape-preserving layers without arguments."""
+
+    type: Literal["sigmoid", "tanh", "identity", "softsign", "tanhshrink"] = "identity"
 
 
 class LeakyReLU(_Layer):
@@ -148,32 +287,31 @@ class GELU(_Layer):
     approximate: Literal["none", "tanh"] = "none"
 
 
-class SiLU(_Layer):
-    type: Literal["silu"] = "silu"
+class ELU(_Layer):
+    type: Literal["elu", "celu"] = "elu"
+    alpha: float = 1.0
     inplace: bool = False
 
 
-class Sigmoid(_Layer):
-    type: Literal["sigmoid"] = "sigmoid"
+class Softplus(_Layer):
+    type: Literal["softplus"] = "softplus"
+    beta: float = 1.0
+    threshold: float = 20.0
 
 
-class Tanh(_Layer):
-    type: Literal["tanh"] = "tanh"
-
-
-class Hardswish(_Layer):
-    type: Literal["hardswish"] = "hardswish"
+class Hardtanh(_Layer):
+    type: Literal["hardtanh"] = "hardtanh"
+    min_val: float = -1.0
+    max_val: float = 1.0
     inplace: bool = False
 
 
 class Dropout(_Layer):
-    type: Literal["dropout"] = "dropout"
+    """nn.Dropout, Dropout1d/2d/3d, AlphaDropout: the identity in eval mode."""
+
+    type: Literal["dropout", "dropout1d", "dropout2d", "dropout3d", "alphadropout"] = "dropout"
     p: Annotated[float, Field(ge=0, le=1)] = 0.5
     inplace: bool = False
-
-
-class Identity(_Layer):
-    type: Literal["identity"] = "identity"
 
 
 class Flatten(_Layer):
@@ -208,45 +346,188 @@ class Concat(_Layer):
     branches: Annotated[list[list[Layer]], Field(min_length=1)]
 
 
+# 2-D names of the families, kept for callers of the earlier per-class API
+Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d = Conv, ConvTranspose, MaxPool, AvgPool
+AdaptiveAvgPool2d, AdaptiveMaxPool2d, ZeroPad2d, BatchNorm2d = AdaptiveAvgPool, AdaptiveMaxPool, Pad, BatchNorm
+
+_CLASSES = (
+    Conv, ConvTranspose, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, Pad, BatchNorm, InstanceNorm, GroupNorm,
+    LayerNorm, Upsample, PixelShuffle, PixelUnshuffle, ChannelShuffle, Softmax, PReLU, Unflatten, Inplace, Plain,
+    LeakyReLU, GELU, ELU, Softplus, Hardtanh, Dropout, Flatten, Linear, Residual, Concat,
+)
 Layer = Annotated[
-    Conv2d | ConvTranspose2d | MaxPool2d | AvgPool2d | AdaptiveAvgPool2d | AdaptiveMaxPool2d | ZeroPad2d | BatchNorm2d | ReLU | ReLU6 | LeakyReLU | GELU | SiLU | Sigmoid | Tanh | Hardswish | Dropout | Identity | Flatten | Linear | Residual | Concat,
+    Conv | ConvTranspose | MaxPool | AvgPool | AdaptiveAvgPool | AdaptiveMaxPool | Pad | BatchNorm | InstanceNorm
+    | GroupNorm | LayerNorm | Upsample | PixelShuffle | PixelUnshuffle | ChannelShuffle | Softmax | PReLU | Unflatten
+    | Inplace | Plain | LeakyReLU | GELU | ELU | Softplus | Hardtanh | Dropout | Flatten | Linear | Residual | Concat,
     Field(discriminator="type"),
 ]
 Residual.model_rebuild()
 Concat.model_rebuild()
 
-MODELS: dict[str, type[_Layer]] = {
-    m.model_fields["type"].default: m
-    for m in (
-        Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, ZeroPad2d, BatchNorm2d,
-        ReLU, ReLU6, LeakyReLU, GELU, SiLU, Sigmoid, Tanh, Hardswish, Dropout, Identity, Flatten, Linear,
-        Residual, Concat,
-    )
-}
+MODELS: dict[str, type[_Layer]] = {t: m for m in _CLASSES for t in m.model_fields["type"].annotation.__args__}
 LAYER_TYPES = tuple(MODELS)
 _LAYERS = TypeAdapter(list[Layer])
 
-# What a field accepts, for messages that replace pydantic's per-union-member errors.
-_FIELD_HELP = {
-    "kernel_size": "an int >= 1 or [h, w] of ints >= 1",
-    "stride": "an int >= 1 or [h, w] of ints >= 1",
-    "dilation": "an int >= 1 or [h, w] of ints >= 1",
-    "output_padding": "an int >= 0 or [h, w] of ints >= 0",
-    "output_size": "an int >= 1 or [h, w] (ints >= 1, or null to keep that axis)",
-    "in_channels": "an int >= 1", "out_channels": "an int >= 1", "groups": "an int >= 1",
-    "num_features": "an int >= 1", "in_features": "an int >= 1", "out_features": "an int >= 1",
+# PyTorch modules that are another layer with fixed arguments
+_ALIASES = {
+    "upsamplingnearest2d": {"type": "upsample", "mode": "nearest"},
+    "upsamplingbilinear2d": {"type": "upsample", "mode": "bilinear", "align_corners": True},
 }
-_PADDING_HELP = {
-    "conv2d": "an int >= 0, [h, w] of ints >= 0, 'same' or 'valid'",
-    "zeropad2d": f"an int or [left, right, top, bottom] of ints from {-MAX_EXTENT:,} to {MAX_EXTENT:,} (negative crops)",
-}
+MERGE_TYPES = ("add", "mul", "concat")
+
+
+# ---------------------------------------------------------------- graph nodes
+
+
+class Add(_Layer):
+    """Graph merge: the sum of its inputs (shapes equal or broadcastable, as torch)."""
+
+    type: Literal["add"] = "add"
+
+
+class Mul(_Layer):
+    """Graph merge: the elementwise product of its inputs (shapes equal or broadcastable, as torch)."""
+
+    type: Literal["mul"] = "mul"
+
+
+class Cat(_Layer):
+    """Graph merge: torch.cat of its inputs along dim (counted with the batch axis; 1 = channels)."""
+
+    type: Literal["concat"] = "concat"
+    dim: Dim = 1
+
+
+_MERGES = TypeAdapter(Annotated[Add | Mul | Cat, Field(discriminator="type")])
+MAX_NAME_CHARS = 200
+
+
+class Node:
+    """One graph node: its name, the names of its inputs, and its layer (a spec model, or Add/Mul/Cat)."""
+
+    __slots__ = ("name", "inputs", "layer", "index")
+
+    def __init__(self, name: str, inputs: tuple[str, ...], layer: Any, index: int):
+        self.name, self.inputs, self.layer, self.index = name, inputs, layer, index
+
+
+def validate_graph(items: Any, output: Any = None) -> tuple[list[Node], str]:
+    """Validate a graph spec into nodes in a topological order, and the output node's name.
+
+    Each item is {"name": ..., "inputs": [...], "type": ..., ...layer fields}; `inputs` left out means the previous
+    node (or "input" for the first). Errors name the node: a name used twice, an input that is no node, a cycle, an
+    output that is no node, a layer that is invalid."""
+    if not isinstance(items, (list, tuple)):
+        raise SpecError(f"graph must be a list of node objects, each with a 'name' and a 'type', got {type(items).__name__}")
+    if not items:
+        raise SpecError("graph has no nodes")
+    names: dict[str, int] = {}
+    inputs: list[tuple[str, ...]] = []
+    layers: list[Any] = []
+    merges: dict[int, Any] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise SpecError(f"graph node {i}: a node must be an object with 'name', 'inputs' and 'type', got {short(item)}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
+            raise SpecError(f"graph node {i}: 'name' must be a non-empty string of at most {MAX_NAME_CHARS} characters, got {short(name)}")
+        if name == "input":
+            raise SpecError(f"graph node {i}: the name 'input' is reserved for the network input; choose another name")
+        if name in names:
+            raise SpecError(f"node {name!r}: the name is used twice (graph nodes {names[name]} and {i}); names must be unique")
+        names[name] = i
+        raw = item.get("inputs", _MISSING)
+        if raw is _MISSING:
+            ins: tuple[str, ...] = (items[i - 1].get("name") if i else "input",)
+        elif isinstance(raw, str):
+            ins = (raw,)
+        elif isinstance(raw, (list, tuple)) and raw and all(isinstance(n, str) for n in raw):
+            ins = tuple(raw)
+        else:
+            raise SpecError(f"node {name!r}: 'inputs' must be a non-empty list of node names (or \"input\"), got {short(raw)}")
+        inputs.append(ins)
+        layer = {k: v for k, v in item.items() if k not in ("name", "inputs")}
+        tag = layer.get("type")
+        if isinstance(tag, str) and tag.lower() in MERGE_TYPES and not (tag.lower() == "concat" and "branches" in layer):
+            layer["type"] = tag.lower()
+            try:
+                merges[i] = _MERGES.validate_python(layer)
+            except ValidationError as exc:
+                raise SpecError(_describe(exc, [layer], lambda _, name=name: f"node {name!r}")) from None
+            need = 1 if tag.lower() == "concat" else 2
+            if len(ins) < need:
+                raise SpecError(f"node {name!r} ({tag.lower()}): needs at least {need} inputs, got {len(ins)} ({', '.join(ins)})")
+            layers.append(None)
+        else:
+            if len(ins) != 1:
+                raise SpecError(
+                    f"node {name!r} ({short(tag)}): a layer takes one input, got {len(ins)} ({', '.join(map(short, ins))}); "
+                    "join several inputs with an 'add', 'mul' or 'concat' node first"
+                )
+            layers.append(layer)
+    for i, ins in enumerate(inputs):
+        for n in ins:
+            if n != "input" and n not in names:
+                near = difflib.get_close_matches(n[:MAX_NAME_CHARS], list(names), n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise SpecError(f"node {items[i]['name']!r}: input {short(n)} is not a node of the graph{hint} (or \"input\" for the network input)")
+    plain = [k for k, layer in enumerate(layers) if layer is not None]
+    labels = {j: f"node {items[k]['name']!r}" for j, k in enumerate(plain)}
+    models = validate_layers([layers[k] for k in plain], labels=labels.__getitem__) if plain else []
+    for k, model in zip(plain, models, strict=True):
+        merges[k] = model
+    order = _topological(items, inputs, names)
+    nodes = [Node(items[i]["name"], inputs[i], merges[i], i) for i in order]
+    if output is None:
+        out = items[-1]["name"]
+    elif not isinstance(output, str) or output not in names:
+        near = difflib.get_close_matches(output[:MAX_NAME_CHARS], list(names), n=1) if isinstance(output, str) else []
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise SpecError(f"output {short(output)} is not a node of the graph{hint}")
+    else:
+        out = output
+    return nodes, out
+
+
+def _topological(items: list, inputs: list[tuple[str, ...]], names: dict[str, int]) -> list[int]:
+    """Node indices in an order where every node comes after its inputs (the given order when it is one);
+    a cycle is an error that names its nodes."""
+    if all(names.get(n, -1) < i for i, ins in enumerate(inputs) for n in ins):
+        return list(range(len(items)))
+    pending = [sum(1 for n in ins if n != "input") for ins in inputs]
+    users: dict[int, list[int]] = {}
+    for i, ins in enumerate(inputs):
+        for n in ins:
+            if n != "input":
+                users.setdefault(names[n], []).append(i)
+    ready = [i for i, p in enumerate(pending) if p == 0]  # a heap: the earliest ready node first, so the order stays close to the given one
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for j in users.get(i, ()):
+            pending[j] -= 1
+            if pending[j] == 0:
+                heapq.heappush(ready, j)
+    if len(order) < len(items):
+        stuck = {i for i, p in enumerate(pending) if p}
+        start = min(stuck)
+        cycle, seen, i = [], set(), start
+        while i not in seen:  # follow inputs that are stuck too until one repeats: that loop is a cycle
+            seen.add(i)
+            cycle.append(i)
+            i = next(names[n] for n in inputs[i] if n != "input" and names[n] in stuck)
+        loop = cycle[cycle.index(i):] + [i]
+        path = " -> ".join(repr(items[k]["name"]) for k in reversed(loop))
+        raise SpecError(f"node {items[i]['name']!r}: the graph has a cycle ({path}); a node's inputs must not depend on it")
+    return order
 
 
 # ---------------------------------------------------------------- validation of JSON layers
 
 
 def count_layers(items: Any, *, max_layers: int | None = None, max_depth: int | None = None) -> int:
-    """Layers in a raw spec, nested blocks included; raises LimitError past max_layers or max_depth (no recursion)."""
+    """Layers in a raw spec (or graph), nested blocks included; raises LimitError past max_layers or max_depth (no recursion)."""
     total = 0
     stack: list[tuple[Any, int]] = [(items, 0)]
     while stack:
@@ -279,39 +560,85 @@ def _limit(name: str, message: str) -> LimitError:
     return err
 
 
-def validate_layers(items: Any) -> list[Any]:
-    """Validate a JSON layer list into spec models; a bad layer is a SpecError naming its index, field and value."""
+def _layer_label(i: int) -> str:
+    return f"layer {i}"
+
+
+def validate_layers(items: Any, *, labels=_layer_label) -> list[Any]:
+    """Validate a JSON layer list into spec models; a bad layer is a SpecError naming its index (`labels(i)`), field and value."""
     if not isinstance(items, (list, tuple)):
         raise SpecError(f"layers must be a list of layer objects, each with a 'type', got {type(items).__name__}")
-    _check_tags(items)
+    items = _normalise(items, labels)
     try:
         return _LAYERS.validate_python(items)
     except ValidationError as exc:
-        raise SpecError(_describe(exc, items)) from None
+        raise SpecError(_describe(exc, items, labels)) from None
 
 
-def _check_tags(items: list) -> None:
-    """Refuse a 'type' that is not text before pydantic sees it: pydantic reprs the tag for its error, and a repr
-    that fails (an int over 4,300 digits) is printed to stderr as an ignored exception."""
-    stack: list[tuple[Any, str]] = [(items, "")]
-    while stack:
-        seq, prefix = stack.pop()
-        if not isinstance(seq, (list, tuple)):
+def _normalise(items: list, labels) -> list:
+    """The layer list with PyTorch's class spelling ('Conv2d') and aliases turned into the spec's types, copying only
+    what changes. Refuses a 'type' that is not text or not known before pydantic sees it: pydantic reprs the tag for
+    its error, and a repr that fails (an int over 4,300 digits) is printed to stderr as an ignored exception."""
+    out = None
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
             continue
-        for i, item in reversed(list(enumerate(seq))):
-            if not isinstance(item, dict):
-                continue
-            path = f"{prefix}{i}"
-            tag = item.get("type", "")
-            if not isinstance(tag, str):
-                raise SpecError(f"layer {path}: type must be a string, one of: {', '.join(LAYER_TYPES)}; got {short(tag)}")
-            if tag == "residual":
-                stack.extend([(item.get("shortcut"), f"{path}.shortcut."), (item.get("body"), f"{path}.body.")])
-            elif tag == "concat" and isinstance(item.get("branches"), (list, tuple)):
-                stack.extend((b, f"{path}.branches.{j}.") for j, b in reversed(list(enumerate(item["branches"]))))
+        tag = item.get("type", "")
+        new = item
+        if tag.__class__ is not str:
+            raise SpecError(f"{_path(labels, '', i)}: type must be a string, one of: {', '.join(LAYER_TYPES)}; got {short(tag)}")
+        if tag not in MODELS and tag:
+            low = tag.lower()
+            if low in MODELS:
+                new = {**item, "type": low}
+            elif low in _ALIASES:
+                new = {**item, **_ALIASES[low]}
+            else:
+                raise SpecError(_unknown(tag, _path(labels, "", i)))
+        kind = new["type"] if tag else ""
+        if kind == "residual":
+            for key in ("body", "shortcut"):
+                seq = new.get(key)
+                if isinstance(seq, (list, tuple)):
+                    sub = _normalise(seq, _nested(labels, i, f"{key}."))
+                    if sub is not seq:
+                        new = {**new, key: sub}
+        elif kind == "concat" and isinstance(new.get("branches"), (list, tuple)):
+            branches = list(new["branches"])
+            changed = False
+            for j, seq in enumerate(branches):
+                if isinstance(seq, (list, tuple)):
+                    sub = _normalise(seq, _nested(labels, i, f"branches.{j}."))
+                    if sub is not seq:
+                        branches[j], changed = sub, True
+            if changed:
+                new = {**new, "branches": branches}
+        if new is not item:
+            if out is None:
+                out = list(items)
+            out[i] = new
+    return items if out is None else out
 
 
-def _describe(exc: ValidationError, items: Any) -> str:
+def _path(labels, prefix: str, i: int) -> str:
+    return labels(i) if not prefix else f"{prefix}{i}"
+
+
+def _nested(labels, i: int, key: str):
+    head = labels(i)
+    return lambda j: f"{head}.{key}{j}"
+
+
+def _unknown(tag: str, where: str) -> str:
+    low = tag[:40].lower()
+    if low in ("add", "mul"):
+        return f"{where}: {tag!r} is a merge node of the graph form: give the network as `graph` (named nodes with inputs)"
+    near = difflib.get_close_matches(low, LAYER_TYPES, n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"{where}: unknown type {short(tag)}{hint} Known types: {', '.join(LAYER_TYPES)}"
+
+
+def _describe(exc: ValidationError, items: Any, labels=_layer_label) -> str:
     """The first broken layer in the contract's words (`layer 4.body.1 (conv2d): kernel_size must be ..., got 0`),
     up to three of its fields, and how many other layers are broken too."""
     messages: list[str] = []
@@ -319,7 +646,7 @@ def _describe(exc: ValidationError, items: Any) -> str:
     first = None
     others: set[str] = set()
     for error in exc.errors():
-        path, ltype, field, raw = _locate(error["loc"], items)
+        path, ltype, field, raw = _locate(error["loc"], items, labels)
         if first is None:
             first = path
         if path != first:
@@ -334,8 +661,8 @@ def _describe(exc: ValidationError, items: Any) -> str:
     return text
 
 
-def _locate(loc: tuple, items: Any) -> tuple[str, str | None, str, Any]:
-    """(layer path, layer type, field, the field's raw value) for a pydantic error location."""
+def _locate(loc: tuple, items: Any, labels=_layer_label) -> tuple[str, str | None, str, Any]:
+    """(layer label, layer type, field, the field's raw value) for a pydantic error location."""
     parts: list[str] = []
     node: Any = items
     ltype: str | None = None
@@ -344,7 +671,7 @@ def _locate(loc: tuple, items: Any) -> tuple[str, str | None, str, Any]:
     while i < len(loc):
         part = loc[i]
         if isinstance(part, int) and isinstance(node, (list, tuple)) and part < len(node):
-            parts.append(str(part))
+            parts.append(labels(part) if not parts else str(part))
             node = node[part]
             ltype = node.get("type") if isinstance(node, dict) else None
             ltype = ltype if isinstance(ltype, str) and ltype in MODELS else None  # an unknown tag is never echoed raw
@@ -388,16 +715,45 @@ def short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _axes_help(ltype: str | None, minimum: int) -> str:
+    nd = nd_of(ltype or "") or 2
+    if nd == 1:
+        return f"an int >= {minimum} (or a one-item list)"
+    return f"an int >= {minimum} or {AXIS_HELP[nd]} of ints >= {minimum}"
+
+
+def _field_help(field: str, ltype: str | None) -> str | None:
+    """What a field accepts, for messages that replace pydantic's per-union-member errors."""
+    if field in ("kernel_size", "stride", "dilation"):
+        return _axes_help(ltype, 1)
+    if field == "output_padding":
+        return _axes_help(ltype, 0)
+    if field == "padding":
+        if ltype in ("conv1d", "conv2d", "conv3d"):
+            nd = nd_of(ltype) or 2
+            return "an int >= 0, " + ("" if nd == 1 else f"{AXIS_HELP[nd]} of ints >= 0, ") + "'same' or 'valid'"
+        if ltype in PAD_TYPES:
+            nd = nd_of(ltype) or 2
+            sides = ["left", "right", "top", "bottom", "front", "back"][: 2 * nd]
+            return f"an int or [{', '.join(sides)}] of ints from {-MAX_EXTENT:,} to {MAX_EXTENT:,} (negative crops)"
+        return _axes_help(ltype, 0)
+    if field == "output_size":
+        nd = nd_of(ltype or "") or 2
+        return f"an int >= 1 or {AXIS_HELP[nd]} (ints >= 1, or null to keep that axis)"
+    if field in ("in_channels", "out_channels", "groups", "num_features", "in_features", "out_features", "num_groups",
+                 "num_channels", "upscale_factor", "downscale_factor", "num_parameters"):
+        return "an int >= 1"
+    return None
+
+
 def _message(error: dict, path: str, ltype: str | None, field: str, raw: Any) -> str:
-    where = f"layer {path}" + (f" ({ltype})" if ltype else "")
+    where = path + (f" ({ltype})" if ltype else "")
     kind = error["type"]
     if kind == "union_tag_not_found":
         return f"{where}: missing 'type'; one of: {', '.join(LAYER_TYPES)}"
     if kind == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag")
-        near = difflib.get_close_matches(tag[:40].lower(), LAYER_TYPES, n=1, cutoff=0.6) if isinstance(tag, str) else []
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        return f"layer {path}: unknown type {short(tag)}{hint} Known types: {', '.join(LAYER_TYPES)}"
+        return _unknown(tag, path) if isinstance(tag, str) else f"{path}: unknown type {short(tag)}"
     if kind in ("model_attributes_type", "dict_type", "model_type"):
         return f"{where}: a layer must be an object with a 'type' and its arguments, got {short(error.get('input'))}"
     model = MODELS.get(ltype or "")
@@ -409,218 +765,22 @@ def _message(error: dict, path: str, ltype: str | None, field: str, raw: Any) ->
         hint = f"; did you mean {near[0]!r}?" if near else ""
         return f"{where}: unknown field {short(field)}{hint} ({ltype} takes: {', '.join(allowed)})"
     got = error.get("input") if raw is _MISSING else raw
-    help_text = _PADDING_HELP.get(ltype or "", "an int >= 0 or [h, w] of ints >= 0") if field == "padding" else _FIELD_HELP.get(field)
+    help_text = _field_help(field, ltype)
     if help_text:
         return f"{where}: {field} must be {help_text}, got {short(got)}"
     return f"{where}: {field}: {error['msg']}, got {short(got)}"
 
 
-# ---------------------------------------------------------------- text specs
+def parse_spec(*args: Any, **kwargs: Any) -> tuple[list[dict], list[int]]:
+    """skills.textspec.parse_spec (print(model) text or VGG notation -> layer dicts and their source lines)."""
+    from .textspec import parse_spec as parse
+
+    return parse(*args, **kwargs)
 
 
-TEXT_MAX_LAYERS = 1_000_000
-"""Bound on the layers a text spec may expand to (`N x` repeats multiply) when the caller gives no max_layers."""
+def __getattr__(name: str) -> Any:
+    if name in ("parse_printed", "parse_vgg_notation", "TEXT_MAX_LAYERS"):
+        from . import textspec
 
-
-def parse_spec(text: str, *, max_chars: int | None = None, max_layers: int | None = None) -> tuple[list[dict], list[int]]:
-    """Parse a text spec into layer dicts and each layer's source line.
-
-    Text with a line that starts like a call (`Sequential(`, `(0): Conv2d(...)`, `Conv2d(3, 8, ...)`) is read as
-    print(model) output (`parse_printed`); anything else as the VGG paper's notation (`parse_vgg_notation`).
-    """
-    if not isinstance(text, str):
-        raise SpecError(f"spec must be text, got {type(text).__name__}")
-    if max_chars is not None and len(text) > max_chars:
-        raise _limit("max_spec_chars", f"the spec text has {len(text):,} characters, more than max_spec_chars={max_chars:,}")
-    if not text.strip():
-        raise SpecError("spec is empty: give the text print(model) shows, or VGG notation such as 'conv3-64, maxpool'")
-    if re.search(r"^[^\S\n]*[A-Za-z_][\w.]*[^\S\n]*\(", text, re.M):
-        return parse_printed(text, max_layers=max_layers)
-    return parse_vgg_notation(text)
-
-
-def _int(digits: str, what: str) -> int:
-    """A count written in a text spec, refused past MAX_EXTENT before int() (which refuses over 4,300 digits)."""
-    if len(digits) > len(str(MAX_EXTENT)) or int(digits) > MAX_EXTENT:
-        raise SpecError(f"{what} must be at most {MAX_EXTENT:,}, got {short(digits)}")
-    return int(digits)
-
-
-# print(model) class name -> (type, positional argument names)
-_PRINTED: dict[str, tuple[str, tuple[str, ...]]] = {
-    "Conv2d": ("conv2d", ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias")),
-    "ConvTranspose2d": ("convtranspose2d", ("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "bias", "dilation")),
-    "MaxPool2d": ("maxpool2d", ("kernel_size", "stride", "padding", "dilation")),
-    "AvgPool2d": ("avgpool2d", ("kernel_size", "stride", "padding")),
-    "AdaptiveAvgPool2d": ("adaptiveavgpool2d", ("output_size",)),
-    "AdaptiveMaxPool2d": ("adaptivemaxpool2d", ("output_size",)),
-    "ZeroPad2d": ("zeropad2d", ("padding",)),
-    "BatchNorm2d": ("batchnorm2d", ("num_features", "eps", "momentum", "affine", "track_running_stats")),
-    "ReLU": ("relu", ("inplace",)),
-    "ReLU6": ("relu6", ("inplace",)),
-    "LeakyReLU": ("leakyrelu", ("negative_slope", "inplace")),
-    "GELU": ("gelu", ("approximate",)),
-    "SiLU": ("silu", ("inplace",)),
-    "Sigmoid": ("sigmoid", ()),
-    "Tanh": ("tanh", ()),
-    "Hardswish": ("hardswish", ("inplace",)),
-    "Dropout": ("dropout", ("p", "inplace")),
-    "Dropout2d": ("dropout", ("p", "inplace")),
-    "Identity": ("identity", ()),
-    "Flatten": ("flatten", ("start_dim", "end_dim")),
-    "Linear": ("linear", ("in_features", "out_features", "bias")),
-}
-_CONTAINERS = ("Sequential", "ModuleList")
-_LINE = re.compile(r"^\s*(?:\((?P<key>[^)]*)\)\s*:\s*)?(?:(?P<times>\d+)\s+x\s+)?(?P<cls>[A-Za-z_][\w.]*)\s*\((?P<rest>.*)$")
-
-
-def parse_printed(text: str, *, max_layers: int | None = None) -> tuple[list[dict], list[int]]:
-    """Parse what `print(model)` shows for an nn.Sequential (nested Sequential/ModuleList flatten, `3 x` repeats).
-
-    Each leaf line is `(key): ClassName(args)`; args are read as Python literals, bare words
-    (`padding=same`, `padding_mode=reflect`) as strings. Not recoverable from the printed form, and so
-    not supported: custom modules such as torchvision's BasicBlock/Bottleneck (their forward(), e.g. a
-    residual add, is not printed: write them as {"type": "residual", ...} in `layers`), and AvgPool2d's
-    ceil_mode/count_include_pad, which PyTorch does not print (the defaults are assumed).
-    Repeats multiply (`1000 x Sequential(... 1000 x Conv2d ...)`), so the expansion is bounded by max_layers
-    (TEXT_MAX_LAYERS when not given) and refused before it is built.
-    """
-    limit = TEXT_MAX_LAYERS if max_layers is None else max_layers
-
-    def grow(items: list, new: list, times: int, number: int) -> None:
-        if len(items) + len(new) * times > limit:
-            raise _limit(
-                "max_layers",
-                f"spec line {number}: the text expands to more than max_layers={limit:,} layers "
-                f"({len(new):,} x {times:,} repeats on top of {len(items):,})",
-            )
-        items.extend(new * times)
-
-    # each open container: (its parent's items so far as (layer, line) pairs, repeat count, line where it opened)
-    stack: list[tuple[list[tuple[dict, int]], int, int]] = []
-    current: list[tuple[dict, int]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped == ")":
-            if not stack:
-                raise SpecError(f"spec line {number}: unbalanced ')' (no container is open)")
-            parent, times, _ = stack.pop()
-            grow(parent, current, times, number)
-            current = parent
-            continue
-        match = _LINE.match(line)
-        if not match:
-            raise SpecError(f"spec line {number}: cannot read {short(stripped)}; expected `(key): ClassName(arguments)` as print(model) shows")
-        cls = match.group("cls").split(".")[-1]
-        times = _int(match.group("times") or "1", f"spec line {number}: the repeat count")
-        rest = match.group("rest").rstrip()
-        if rest == "":
-            if cls not in _CONTAINERS:
-                raise SpecError(
-                    f"spec line {number}: {cls if len(cls) <= 80 else short(cls)}(...) is a custom module, not nn.Sequential: print(model) does not show its "
-                    "forward(), so the order of its children and any residual add or branching are unknown. Write it as "
-                    'JSON layers, e.g. {"type": "residual", "body": [...], "shortcut": [...]} or {"type": "concat", "branches": [...]}'
-                )
-            stack.append((current, times, number))
-            current = []
-            continue
-        layer = _leaf(cls, rest, number)
-        grow(current, [(layer, number)], times, number)
-    if stack:
-        raise SpecError(f"spec line {stack[-1][2]}: the container opened here is never closed with ')'")
-    if not current:
-        raise SpecError("spec has no layers")
-    return [dict(layer) for layer, _ in current], [number for _, number in current]
-
-
-def _leaf(cls: str, rest: str, number: int) -> dict:
-    if cls not in _PRINTED:
-        known = ", ".join(_PRINTED)
-        near = difflib.get_close_matches(cls[:40], list(_PRINTED), n=1)
-        hint = f" (did you mean {near[0]}?)" if near else ""
-        name = cls if len(cls) <= 80 else short(cls)
-        raise SpecError(f"spec line {number}: unsupported layer {name}{hint}; the walk knows {known}, and nested Sequential")
-    ltype, positional = _PRINTED[cls]
-    if not rest.endswith(")"):
-        raise SpecError(f"spec line {number}: {cls}({short(rest)} is missing its closing ')'")
-    try:
-        call = ast.parse(f"f({rest}", mode="eval").body
-    except SyntaxError:
-        raise SpecError(f"spec line {number}: cannot read the arguments of {cls}({short(rest)}") from None
-    assert isinstance(call, ast.Call)
-    if len(call.args) > len(positional):
-        raise SpecError(f"spec line {number}: {cls} takes at most {len(positional)} positional arguments, got {len(call.args)}")
-    layer: dict[str, Any] = {"type": ltype}
-    for name, node in zip(positional, call.args, strict=False):
-        layer[name] = _literal(node, number)
-    for kw in call.keywords:
-        if kw.arg is None:
-            raise SpecError(f"spec line {number}: cannot read **arguments in {cls}(...)")
-        layer[kw.arg] = _literal(kw.value, number)
-    return layer
-
-
-def _literal(node: ast.AST, number: int) -> Any:
-    """A printed argument: Python literal, tuple -> list, bare word (padding=same) -> string."""
-    if isinstance(node, ast.Name):
-        return {"True": True, "False": False, "None": None}.get(node.id, node.id)
-    if isinstance(node, (ast.Tuple, ast.List)):
-        return [_literal(e, number) for e in node.elts]
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        raise SpecError(f"spec line {number}: cannot read the value {short(ast.unparse(node))}") from None
-
-
-_VGG_TOKEN = re.compile(r"^(?:conv(?P<k>\d+)-(?P<c>\d+)|fc-(?P<f>\d+)|(?P<pool>maxpool)|(?P<soft>soft-?max)|(?P<lrn>lrn))$")
-
-
-def parse_vgg_notation(text: str) -> tuple[list[dict], list[int]]:
-    """Parse the VGG paper's notation (Simonyan & Zisserman 2015, Table 1), tokens separated by commas or whitespace.
-
-    Accepted tokens (case-insensitive):
-    * `convK-C`: Conv2d(out_channels=C, kernel_size=K, stride=1, padding=(K-1)//2) followed by ReLU
-      (the paper: stride 1, padding 1 for 3x3, "all hidden layers are equipped with ReLU");
-    * `maxpool`: MaxPool2d(kernel_size=2, stride=2);
-    * `FC-N`: Linear(out_features=N); the first FC is preceded by Flatten, every FC but the last is followed by ReLU;
-    * `soft-max` / `softmax` and `LRN`: shape-preserving and parameter-free, so they add nothing and are skipped.
-    torchvision's VGG also has AdaptiveAvgPool2d((7, 7)) and Dropout, which change nothing at 224x224.
-    """
-    layers: list[dict] = []
-    where: list[int] = []
-    fc_positions: list[int] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        for token in re.split(r"[,\s]+", line.strip()):
-            if not token:
-                continue
-            match = _VGG_TOKEN.match(token.lower())
-            if not match:
-                raise SpecError(
-                    f"spec line {number}: cannot read {short(token)}; VGG notation takes convK-C (e.g. conv3-64), maxpool, "
-                    "FC-N, soft-max and LRN; anything else: give the printed nn.Sequential or JSON layers"
-                )
-            if match.group("k"):
-                k = _int(match.group("k"), f"{short(token)}: the kernel size")
-                layers += [
-                    {"type": "conv2d", "out_channels": _int(match.group("c"), f"{short(token)}: the width"), "kernel_size": k, "padding": (k - 1) // 2},
-                    {"type": "relu", "inplace": True},
-                ]
-                where += [number, number]
-            elif match.group("f"):
-                if not fc_positions:
-                    layers.append({"type": "flatten"})
-                    where.append(number)
-                fc_positions.append(len(layers))
-                layers += [{"type": "linear", "out_features": _int(match.group("f"), f"{short(token)}: the width")}, {"type": "relu", "inplace": True}]
-                where += [number, number]
-            elif match.group("pool"):
-                layers.append({"type": "maxpool2d", "kernel_size": 2, "stride": 2})
-                where.append(number)
-    if fc_positions and fc_positions[-1] == len(layers) - 2:
-        layers.pop()  # no ReLU after the last FC (the classifier's logits)
-        where.pop()
-    if not layers:
-        raise SpecError("spec has no layers")
-    return layers, where
+        return getattr(textspec, name)
+    raise AttributeError(f"module 'skills.spec' has no attribute {name!r}")

@@ -106,7 +106,8 @@ def test_a_printed_custom_module_from_torch_is_refused_too():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("Sequential(\n  (0): Conv3d(3, 8, kernel_size=(3, 3, 3))\n)", r"spec line 2: unsupported layer Conv3d \(did you mean Conv2d\?\)"),
+        ("Sequential(\n  (0): Conv4d(3, 8, kernel_size=(3, 3, 3, 3))\n)", r"spec line 2: unsupported layer Conv4d \(did you mean Conv\dd\?\)"),
+        ("Sequential(\n  (0): LPPool2d(norm_type=2, kernel_size=3)\n)", r"spec line 2: unsupported layer LPPool2d"),
         ("Sequential(\n  (0): ReLU()\n", r"spec line 1: the container opened here is never closed"),
         ("Sequential(\n  (0): ReLU()\n)\n)", r"spec line 4: unbalanced '\)'"),
         ("Sequential(\n  (0): Conv2d(3, 8, kernel_size=(3, 3)\n)", r"spec line 2: .*missing its closing|spec line 2: cannot read"),

@@ -268,8 +268,8 @@ def test_errors_inside_blocks_name_the_path():
 
 
 def test_unknown_type_and_misplaced_layers_are_clear():
-    with pytest.raises(SpecError, match=r"layer 1: unknown type 'conv3d'; did you mean 'conv2d'"):
-        shape_calculator([3, 8, 8], [{"type": "relu"}, {"type": "conv3d"}])
+    with pytest.raises(SpecError, match=r"layer 1: unknown type 'conv2dd'; did you mean 'conv2d'"):
+        shape_calculator([3, 8, 8], [{"type": "relu"}, {"type": "conv2dd"}])
     with pytest.raises(SpecError, match=r"layer 0 \(linear\): linear needs a flattened input .* add \{\"type\": \"flatten\"\}"):
         shape_calculator([3, 8, 8], [{"type": "linear", "out_features": 3}])
     with pytest.raises(SpecError, match=r"layer 2 \(conv2d\): conv2d needs a \[C, H, W\] map but its input is flattened \(\[192\]\)"):

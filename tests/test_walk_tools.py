@@ -97,8 +97,8 @@ async def test_bad_networks_are_tool_errors_that_name_layer_field_and_numbers_an
             {"type": "relu"}, {"type": "relu"}, {"type": "relu"}, {"type": "conv2d", "out_channels": 8, "kernel_size": 7}]})
         assert vanish.is_error
         assert "layer 3 (conv2d): kernel spans 7 px (kernel_size=7, dilation=1) but the padded input is 5 px" in vanish.content[0].text
-        unknown = await client.call_tool("shape_calculator", {"input_shape": [3, 8, 8], "layers": [{"type": "conv3d"}]})
-        assert unknown.is_error and "layer 0: unknown type 'conv3d'" in unknown.content[0].text
+        unknown = await client.call_tool("shape_calculator", {"input_shape": [3, 8, 8], "layers": [{"type": "conv4d"}]})
+        assert unknown.is_error and "layer 0: unknown type 'conv4d'" in unknown.content[0].text
         outside = await client.call_tool("receptive_field", {"input_shape": [1, 8, 8], "layers": [{"type": "maxpool2d", "kernel_size": 2}],
                                                               "output_position": [0, 9]})
         assert outside.is_error and "output_position [0, 9] is outside the output" in outside.content[0].text
