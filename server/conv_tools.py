@@ -20,10 +20,10 @@ from pydantic import BaseModel, Field
 from skills.errors import ArrayError, LimitError
 from skills.kernels import KERNELS, SAMPLES, kernel, sample
 
-from .app import READ_ONLY
 from .argtypes import ConvPadding, Count, IntOrPair
 from .errors import domain_errors
 from .limits import LIMITS, Limits
+from .results import READ_ONLY
 
 CHUNK_SECONDS = 0.05  # work done per worker-thread hop before progress is reported and cancellation checked
 TEXT_INLINE = 256  # outputs up to this many elements are also written into the text content

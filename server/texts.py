@@ -7,8 +7,10 @@ from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
+
+from .results import READ_ONLY, structured
 
 # (package, file) of each text; package data, so a non-editable install finds them too.
 TEXTS = {
@@ -142,7 +144,7 @@ def register_texts(server: MCPServer) -> None:
     @server.tool(
         name="get_guide",
         title="Read the cnn-architect prompt or the conv-shape-calculator skill",
-        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+        annotations=READ_ONLY,
     )
     async def get_guide(
         name: Annotated[
@@ -159,4 +161,4 @@ def register_texts(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, GuideResult]:
         """The method texts this server teaches (the same as its prompts), for clients that only call tools: read one before designing or walking a network by hand."""
         result = guide(name, arguments or {})
-        return CallToolResult(content=[TextContent(type="text", text=result.text)], structured_content=result.model_dump(mode="json"))
+        return structured(result, result.text)
