@@ -10,12 +10,14 @@ from pydantic import Field
 from skills.arithmetic import OutputSizeResult, conv_output_size
 
 from .argtypes import ConvPadding, IntOrPair, NonNegOrPair
+from .completions import register_completions
+from .conv_tools import TEMPLATE_COMPLETIONS
 from .conv_tools import register as register_conv
 from .designer_tools import register as register_designer
 from .errors import domain_errors
 from .guards import cap_tool_errors
 from .results import READ_ONLY, structured
-from .texts import register_texts
+from .texts import PROMPT_COMPLETIONS, register_texts
 from .walk_tools import register as register_walk
 
 INSTRUCTIONS = """\
@@ -77,6 +79,7 @@ def build_server() -> MCPServer:
     register_designer(server)
     register_conv(server)
     register_texts(server)
+    register_completions(server, prompts=PROMPT_COMPLETIONS, templates=TEMPLATE_COMPLETIONS)
     return server
 
 

@@ -2,11 +2,22 @@
 and the server package's imports running one way (app -> tool modules -> results)."""
 
 import ast
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, PromptReference, ResourceTemplateReference
+
+from server.app import build_server
+from skills import zoo
+from skills.kernels import KERNELS, SAMPLES
+
+pytestmark = pytest.mark.anyio
 
 SERVER = Path(__file__).resolve().parent.parent / "server"
 TOOL_MODULES = ["conv_tools", "designer_tools", "walk_tools", "texts"]
@@ -52,3 +63,176 @@ def test_the_server_package_has_no_import_cycle():
 
     for module in graph:
         visit(module, [])
+
+
+# --- completions -----------------------------------------------------------------------------------------------
+
+ERAS = ["auto", "legacy"]
+
+
+def _prompt(name):
+    return PromptReference(type="ref/prompt", name=name)
+
+
+def _template(uri):
+    return ResourceTemplateReference(type="ref/resource", uri=uri)
+
+
+async def _complete(client, ref, argument, typed="", given=None):
+    return (await client.complete(ref, {"name": argument, "value": typed}, given)).completion
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_the_server_advertises_completions_and_every_prompt_and_template_argument_has_some(mode):
+    async with Client(build_server(), mode=mode) as client:
+        assert client.server_capabilities.completions is not None
+        prompts = (await client.list_prompts()).prompts
+        templates = (await client.list_resource_templates()).resource_templates
+        assert {p.name for p in prompts} >= {"cnn-architect", "conv-shape-calculator"}
+        assert {t.uri_template for t in templates} >= {"conv://kernels/{name}", "conv://samples/{name}"}
+        for prompt in prompts:
+            for argument in prompt.arguments:
+                found = await _complete(client, _prompt(prompt.name), argument.name)
+                assert found.values, (prompt.name, argument.name)
+                assert found.total == len(found.values) and found.has_more is False
+        for template in templates:
+            for variable in re.findall(r"\{(\w+)\}", template.uri_template):
+                assert (await _complete(client, _template(template.uri_template), variable)).values, template
+
+
+@pytest.mark.parametrize("mode", ERAS)
+@pytest.mark.parametrize(
+    "prompt, argument, typed, expected",
+    [
+        # common input shapes: ImageNet, CIFAR, MNIST; spaces, case and the opening bracket do not matter
+        ("cnn-architect", "input_shape", "", ["[3, 224, 224]", "[3, 32, 32]", "[1, 28, 28]"]),
+        ("cnn-architect", "input_shape", "[3, 2", ["[3, 224, 224]", "[3, 256, 256]", "[3, 299, 299]"]),
+        ("cnn-architect", "input_shape", "1,28", ["[1, 28, 28]"]),
+        ("cnn-architect", "param_budget", "5", ["50000", "500000", "5000000"]),
+        ("cnn-architect", "target_receptive_field", "2", ["200", "224", "299"]),
+        ("conv-shape-calculator", "network", "res", ["resnet50", "resnet50_features"]),
+        ("conv-shape-calculator", "network", "conv3-64", [zoo.VGG16_NOTATION, "conv3-64, conv3-64, maxpool, conv3-128, conv3-128, maxpool"]),
+        ("conv-shape-calculator", "input_shape", "[1, 3", ["[1, 3, 224, 224]"]),
+    ],
+)
+async def test_prompt_arguments_complete_to_useful_values_that_begin_with_what_was_typed(mode, prompt, argument, typed, expected):
+    async with Client(build_server(), mode=mode) as client:
+        found = await _complete(client, _prompt(prompt), argument, typed)
+    # with nothing typed, the most common values come first; with a prefix, exactly the values it begins
+    assert (found.values[: len(expected)] if not typed else found.values) == expected
+
+
+async def test_completions_build_on_the_arguments_already_given():
+    async with Client(build_server()) as client:
+        cnn = _prompt("cnn-architect")
+        # output sizes a stack of stride-1/2 'same' convs reaches from 224 (ceil halving), and only those
+        sizes = await _complete(client, cnn, "output_size", given={"input_shape": "[3, 224, 224]"})
+        assert sizes.values == ["[224, 224]", "[112, 112]", "[56, 56]", "[28, 28]", "[14, 14]", "[7, 7]", "[4, 4]", "[2, 2]", "[1, 1]"]
+        odd = await _complete(client, cnn, "output_size", "[4", given={"input_shape": "3x30x60"})
+        assert odd.values == ["[4, 8]"]  # 30 -> 15 -> 8 -> 4 and 60 -> 30 -> 15 -> 8
+        # the receptive field that covers the whole input comes first
+        square = await _complete(client, cnn, "target_receptive_field", given={"input_shape": "[1, 3, 32, 32]"})
+        assert square.values[0] == "32"
+        wide = await _complete(client, cnn, "target_receptive_field", given={"input_shape": "[3, 32, 48]"})
+        assert wide.values[0] == "[32, 48]"
+        # without a readable input shape: generic values, no error
+        generic = await _complete(client, cnn, "output_size", given={"input_shape": "a big image"})
+        assert "[7, 7]" in generic.values
+        # a named reference network proposes the input it was built for first
+        shapes = await _complete(client, _prompt("conv-shape-calculator"), "input_shape", given={"network": "lesson_exercise"})
+        assert shapes.values[0] == "[1, 128, 128]"
+
+
+async def test_every_proposed_output_size_is_one_the_designer_reaches():
+    async with Client(build_server()) as client:
+        sizes = await _complete(client, _prompt("cnn-architect"), "output_size", given={"input_shape": "[3, 32, 32]"})
+        assert len(sizes.values) == 6
+        for size in sizes.values:
+            result = await client.call_tool(
+                "design_architecture",
+                {"input_shape": [3, 32, 32], "param_budget": 10**6, "target_receptive_field": 3, "output_size": json.loads(size),
+                 "widths": [16], "top_k": 1, "pareto_front": False},
+            )
+            assert not result.is_error, (size, result.content[0].text)
+            assert result.structured_content["designs"][0]["output_shape"][1:] == json.loads(size)
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_every_proposed_network_walks_through_shape_calculator(mode):
+    async with Client(build_server(), mode=mode) as client:
+        networks = (await _complete(client, _prompt("conv-shape-calculator"), "network")).values
+        assert set(networks) >= {"vgg16", "resnet50", "mobilenet_v2", "lesson_exercise", zoo.VGG16_NOTATION}
+        for network in networks:
+            if network.startswith("["):
+                arguments = {"layers": json.loads(network)}
+            elif " " in network:
+                arguments = {"spec": network}
+            else:  # a reference name: the prompt writes its layers out
+                prompt = await client.get_prompt("conv-shape-calculator", {"network": network, "input_shape": "[3, 224, 224]"})
+                text = prompt.messages[0].content.text
+                arguments = {"layers": json.loads(text.split("```\n")[-2])}
+            shapes = (await _complete(client, _prompt("conv-shape-calculator"), "input_shape", given={"network": network})).values
+            shape = json.loads(shapes[0])
+            result = await client.call_tool("shape_calculator", {"input_shape": shape, **arguments})
+            assert not result.is_error, (network, result.content[0].text[:300])
+
+
+async def test_a_reference_network_named_in_the_prompt_is_written_out_as_torchvisions_layers():
+    async with Client(build_server()) as client:
+        prompt = await client.get_prompt("conv-shape-calculator", {"network": " ResNet50 ", "input_shape": "[3, 224, 224]"})
+        text = prompt.messages[0].content.text
+        assert "torchvision resnet50()" in text
+        layers = json.loads(text.split("```\n")[-2])
+        walked = await client.call_tool("shape_calculator", {"input_shape": [3, 224, 224], "layers": layers})
+        guide = await client.call_tool("get_guide", {"name": "conv-shape-calculator", "arguments": {"network": "resnet50"}})
+        own = await client.get_prompt("conv-shape-calculator", {"network": "[{\"type\": \"relu\"}]", "input_shape": "[3, 8, 8]"})
+    # torchvision's model docs: ResNet-50 has 25,557,032 params and 4.09 GMACs ("GFLOPS") at 224
+    assert walked.structured_content["total_params"] == 25_557_032
+    assert walked.structured_content["total_macs"] == 4_089_184_256
+    assert guide.structured_content["text"] == text.replace("Input shape: [3, 224, 224]", "Input shape: not given")
+    assert '[{"type": "relu"}]' in own.messages[0].content.text  # anything else is passed through as given
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_template_names_complete_from_the_kernel_bank_and_the_samples_by_prefix(mode):
+    banks = {"conv://kernels/{name}": KERNELS, "conv://samples/{name}": SAMPLES}
+    async with Client(build_server(), mode=mode) as client:
+        for uri, bank in banks.items():
+            everything = await _complete(client, _template(uri), "name")
+            assert everything.values == list(bank)
+            for name in bank:
+                for end in range(1, len(name) + 1):
+                    found = (await _complete(client, _template(uri), "name", name[:end].upper())).values
+                    assert name in found and set(found) <= set(bank), (name[:end], found)
+                    assert all(v.lower().startswith(name[:end].lower()) for v in found[: found.index(name)]), found
+            first = everything.values[0]
+            read = await client.read_resource(uri.replace("{name}", first))
+            assert json.loads(read.contents[0].text)["name"] == first
+        sobel = await _complete(client, _template("conv://kernels/{name}"), "name", "sob")
+        assert sobel.values == ["sobel_x", "sobel_y"]
+        # a word inside a name matches after the names that begin with it
+        assert (await _complete(client, _template("conv://kernels/{name}"), "name", "3x3")).values == ["blur_3x3", "gaussian_3x3"]
+        assert (await _complete(client, _template("conv://kernels/{name}"), "name", "zzz")).values == []
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_completing_an_unknown_prompt_template_or_argument_is_an_invalid_params_error(mode):
+    async with Client(build_server(), mode=mode) as client:
+        for ref, argument, says in [
+            (_prompt("no-such-prompt"), "input_shape", "cnn-architect, conv-shape-calculator"),
+            (_template("conv://nothing/{name}"), "name", "conv://kernels/{name}"),
+            (_prompt("cnn-architect"), "network", "no argument 'network'"),
+        ]:
+            with pytest.raises(MCPError, match=re.escape(says)) as caught:
+                await _complete(client, ref, argument)
+            assert caught.value.code == INVALID_PARAMS
+        # the session goes on
+        assert (await _complete(client, _prompt("cnn-architect"), "param_budget", "1000000")).values == ["1000000"]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_get_guide_lists_the_names_it_takes_in_its_input_schema(mode):
+    async with Client(build_server(), mode=mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        prompts = {p.name for p in (await client.list_prompts()).prompts}
+    assert set(tools["get_guide"].input_schema["properties"]["name"]["enum"]) == prompts
