@@ -3,13 +3,15 @@ and the server package's imports running one way (app -> tool modules -> results
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, PromptReference, ResourceTemplateReference
 
@@ -236,3 +238,80 @@ async def test_get_guide_lists_the_names_it_takes_in_its_input_schema(mode):
         tools = {t.name: t for t in (await client.list_tools()).tools}
         prompts = {p.name for p in (await client.list_prompts()).prompts}
     assert set(tools["get_guide"].input_schema["properties"]["name"]["enum"]) == prompts
+
+
+# --- progress --------------------------------------------------------------------------------------------------
+
+# A search of about 1.5 s (proven optimal in the end) and a naive conv2d of about 0.3 s: both long enough for
+# several progress reports (the designer reports every 0.25 s, conv2d every 50 ms of work).
+SLOW_DESIGN = {
+    "input_shape": [3, 224, 224], "param_budget": 500_000, "target_receptive_field": 200, "max_layers": 12,
+    "kernel_sizes": [1, 3, 5, 7], "dilations": [1, 2], "widths": [16, 32, 48, 64, 96, 128], "reject_gridding": True,
+}
+SLOW_CONV = {
+    "x": [[[float((i + j + c) % 5) for j in range(96)] for i in range(96)] for c in range(3)],
+    "weight": [[[[1.0] * 5] * 5] * 3] * 8,
+    "method": "naive",
+}
+
+
+def _stdio():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COV_")}
+    return StdioServerParameters(command=sys.executable, args=["-m", "server"], env=env)
+
+
+async def _progress_of(client, name, arguments):
+    seen = []
+
+    async def on_progress(progress, total, message):
+        seen.append((progress, total, message))
+
+    result = await client.call_tool(name, arguments, progress_callback=on_progress)
+    assert not result.is_error, result.content[0].text[:300]
+    return result, seen
+
+
+def _assert_increasing(seen):
+    progress = [p for p, _, _ in seen]
+    assert len(progress) >= 3, seen
+    assert all(a < b for a, b in zip(progress, progress[1:], strict=False)), f"progress must increase: {progress}"
+    assert seen[-1][0] == seen[-1][1], f"the last report is the whole: {seen[-1]}"
+
+
+@pytest.mark.parametrize("transport", ["memory", "stdio"])
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_progress_token_yields_increasing_progress_for_a_design_and_a_long_conv2d(transport, mode):
+    with anyio.fail_after(120):
+        async with Client(build_server() if transport == "memory" else _stdio(), mode=mode) as client:
+            design, design_seen = await _progress_of(client, "design_architecture", SLOW_DESIGN)
+            conv, conv_seen = await _progress_of(client, "conv2d", SLOW_CONV)
+            quiet = await client.call_tool("conv2d", SLOW_CONV)  # without a progress token: the same answer
+    _assert_increasing(design_seen)
+    assert design_seen[0][2] == "searching" and "states" in design_seen[1][2] and design_seen[-1][2].startswith("done")
+    assert design_seen[-1][0] == design.structured_content["explored"]
+    _assert_increasing(conv_seen)
+    assert {total for _, total, _ in conv_seen} == {conv_seen[-1][1]}  # the total is known from the start
+    assert conv.structured_content["output_shape"] == [8, 92, 92]
+    assert quiet.structured_content["output"] == conv.structured_content["output"]
+
+
+# --- tool titles and annotations -------------------------------------------------------------------------------
+
+CONTRACT_TOOLS = {
+    "conv_output_size", "shape_calculator", "receptive_field", "parameter_count", "design_architecture",
+    "conv2d", "conv2d_backward", "get_guide",
+}
+
+
+async def test_every_tool_reaches_a_stdio_client_with_a_title_and_all_four_hints():
+    with anyio.fail_after(60):
+        async with Client(_stdio()) as client:
+            tools = (await client.list_tools()).tools
+    assert {t.name for t in tools} >= CONTRACT_TOOLS
+    titles = [t.title for t in tools]
+    assert all(titles) and len(set(titles)) == len(titles), titles
+    for tool in tools:
+        wire = tool.model_dump(mode="json", by_alias=True, exclude_none=True)
+        assert wire["annotations"] == {
+            "readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False,
+        }, tool.name
