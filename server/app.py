@@ -4,15 +4,21 @@ from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from mcp.types import CallToolResult
+from pydantic import Field
 
 from skills.arithmetic import OutputSizeResult, conv_output_size
 
 from .argtypes import ConvPadding, IntOrPair, NonNegOrPair
+from .completions import register_completions
+from .conv_tools import TEMPLATE_COMPLETIONS
+from .conv_tools import register as register_conv
+from .designer_tools import register as register_designer
 from .errors import domain_errors
 from .guards import cap_tool_errors
-from .texts import register_texts
+from .results import READ_ONLY, structured
+from .texts import PROMPT_COMPLETIONS, register_texts
+from .walk_tools import register as register_walk
 
 INSTRUCTIONS = """\
 Convolution arithmetic and CNN planning, computed exactly as PyTorch does it (torch.nn semantics, \
@@ -32,14 +38,6 @@ with named kernels such as sobel_x.
 - get_guide: the method texts (the same as the prompts cnn-architect and conv-shape-calculator and the \
 resources conv://prompts/cnn-architect and conv://skills/conv-shape-calculator), for clients that only call tools.
 Errors name the layer, the field, the rule and the numbers: fix the argument and call again."""
-
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-
-
-def structured(model: BaseModel, text: str) -> CallToolResult:
-    """A tool result with the model as structured content and a short readable text beside it."""
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=model.model_dump(mode="json"))
-
 
 def build_server() -> MCPServer:
     """The MCP server with every tool, prompt and resource registered."""
@@ -76,16 +74,12 @@ def build_server() -> MCPServer:
         result = conv_output_size(input_size, kernel_size, stride, padding, dilation, ceil_mode, output_padding, kind)
         return structured(result, f"output_size = {result.output_size}  ({result.formula})")
 
-    # Each capability registers itself; the order is the tool list's order. Imported here because those
-    # modules take READ_ONLY and structured() from this one.
-    from .conv_tools import register as register_conv
-    from .designer_tools import register as register_designer
-    from .walk_tools import register as register_walk
-
+    # Each capability registers itself; the order is the tool list's order.
     register_walk(server)
     register_designer(server)
     register_conv(server)
     register_texts(server)
+    register_completions(server, prompts=PROMPT_COMPLETIONS, templates=TEMPLATE_COMPLETIONS)
     return server
 
 

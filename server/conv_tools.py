@@ -20,10 +20,10 @@ from pydantic import BaseModel, Field
 from skills.errors import ArrayError, LimitError
 from skills.kernels import KERNELS, SAMPLES, kernel, sample
 
-from .app import READ_ONLY
 from .argtypes import ConvPadding, Count, IntOrPair
 from .errors import domain_errors
 from .limits import LIMITS, Limits
+from .results import READ_ONLY
 
 CHUNK_SECONDS = 0.05  # work done per worker-thread hop before progress is reported and cancellation checked
 TEXT_INLINE = 256  # outputs up to this many elements are also written into the text content
@@ -99,6 +99,14 @@ class Conv2dBackwardResult(BaseModel):
     )
     notes: list[str] = Field(default_factory=list)
 
+
+KERNEL_TEMPLATE = "conv://kernels/{name}"
+SAMPLE_TEMPLATE = "conv://samples/{name}"
+# completion/complete for the templates' one argument: the bank's names (server.completions filters them).
+TEMPLATE_COMPLETIONS = {
+    KERNEL_TEMPLATE: lambda argument, given: list(KERNELS) if argument == "name" else None,
+    SAMPLE_TEMPLATE: lambda argument, given: list(SAMPLES) if argument == "name" else None,
+}
 
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -463,7 +471,7 @@ def register(server: MCPServer) -> None:
         )
 
     @server.resource(
-        "conv://kernels/{name}",
+        KERNEL_TEMPLATE,
         name="kernel",
         title="One kernel of the bank",
         description="One named kernel: description, shape and values (JSON).",
@@ -486,7 +494,7 @@ def register(server: MCPServer) -> None:
         return json.dumps({"samples": [s.as_dict() for s in SAMPLES.values()]})
 
     @server.resource(
-        "conv://samples/{name}",
+        SAMPLE_TEMPLATE,
         name="sample",
         title="One sample input",
         description="One named sample input: description, shape and values (JSON).",

@@ -17,9 +17,9 @@ from pydantic import Field
 from skills.designer import DesignReport, design_architecture
 from skills.errors import LimitError
 
-from .app import READ_ONLY, structured
 from .errors import domain_errors
 from .limits import LIMITS, Limits
+from .results import READ_ONLY, structured
 
 PROGRESS_EVERY_S = 0.25
 DEFAULT_TIME_LIMIT_S = 10.0

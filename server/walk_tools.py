@@ -26,9 +26,9 @@ from skills.walk import (
     shape_calculator,
 )
 
-from .app import READ_ONLY
 from .errors import domain_errors
 from .limits import LIMITS, Limits
+from .results import READ_ONLY
 
 TEXT_ROWS = 60  # rows of the readable table; the structured content always has them all
 INLINE_LAYERS = 1_000  # walks up to this size (~7 ms) run on the event loop; a thread hop costs more than they do
