@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from skills.arithmetic import OutputSizeResult, conv_output_size
 
+from .apps_view import apps_extension
 from .argtypes import ConvPadding, IntOrPair, NonNegOrPair
 from .errors import domain_errors
 from .guards import cap_tool_errors
@@ -48,6 +49,7 @@ def build_server() -> MCPServer:
         title="Convolution arithmetic and CNN planning",
         instructions=INSTRUCTIONS,
         version=_version(),
+        extensions=[apps_extension()],  # MCP Apps: the ui:// view of the walk tools (server/apps_view.py)
     )
     # A safety net for every tool: the SDK's text for invalid arguments has one paragraph per bad list element.
     server.middleware.append(cap_tool_errors)
