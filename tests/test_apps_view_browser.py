@@ -359,3 +359,14 @@ def test_an_error_result_shows_its_text(browser, tmp_path, recorded):
     assert browser.find_element(By.ID, "fallback").text == "layer 3 (conv2d): kernel spans 7 px"
     assert not browser.find_element(By.ID, "main").is_displayed()
     assert not browser.find_element(By.ID, "status").is_displayed()
+
+
+def test_a_huge_result_draws_its_first_2000_rows_and_says_how_many_more(browser, tmp_path, recorded):
+    row = {"type": "conv2d", "output_shape": [8, 64, 64], "receptive_field": [3, 3], "effective_stride": [1, 1], "effective_padding": [1, 1]}
+    sc = {"input_shape": [3, 64, 64], "output_shape": [8, 64, 64], "layers": [{"index": i, "path": str(i), **row} for i in range(2500)]}
+    _host(browser, tmp_path, recorded["html"], {}, _fake(sc))
+    rows = _rows(browser, 2001)
+    assert rows[-1].text == "500 more rows are in the tool result, not drawn here"
+    assert _drawn(browser)["layer"] == "1999"  # the picture starts on the last drawn layer
+    _hover(browser, rows[5])
+    assert _drawn(browser)["layer"] == "5"
