@@ -9,6 +9,7 @@ from pydantic import Field
 
 from skills.arithmetic import OutputSizeResult, conv_output_size
 
+from .apps_view import apps_extension
 from .argtypes import ConvPadding, IntOrPair, NonNegOrPair
 from .completions import register_completions
 from .conv_tools import TEMPLATE_COMPLETIONS
@@ -46,6 +47,7 @@ def build_server() -> MCPServer:
         title="Convolution arithmetic and CNN planning",
         instructions=INSTRUCTIONS,
         version=_version(),
+        extensions=[apps_extension()],  # MCP Apps: the ui:// view of the walk tools (server/apps_view.py)
     )
     # A safety net for every tool: the SDK's text for invalid arguments has one paragraph per bad list element.
     server.middleware.append(cap_tool_errors)

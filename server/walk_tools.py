@@ -26,6 +26,7 @@ from skills.walk import (
     shape_calculator,
 )
 
+from .apps_view import view_meta
 from .errors import domain_errors
 from .limits import LIMITS, Limits
 from .results import READ_ONLY
@@ -179,14 +180,14 @@ def _result(report: ShapeReport | ReceptiveFieldReport | ParameterReport, text: 
 def register(server: MCPServer) -> None:
     """Add shape_calculator, receptive_field and parameter_count to the server."""
 
-    @server.tool(name="shape_calculator", title="Walk a CNN: shapes, params, MACs, receptive field", annotations=READ_ONLY)
+    @server.tool(name="shape_calculator", title="Walk a CNN: shapes, params, MACs, receptive field", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
     async def shape_calculator_tool(input_shape: InputShape, layers: Layers = None, spec: Spec = None) -> Annotated[CallToolResult, ShapeReport]:
         """Walk a whole network layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON) or `spec` (print(model) text)."""
         report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec)
         return _result(report, shape_text(report))
 
-    @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY)
+    @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
     async def receptive_field_tool(
         input_shape: InputShape,
