@@ -89,10 +89,10 @@ class Rec:
     `formula` / `buffers_formula` are text, or (function, *args) written out only when parameter_count asks;
     `steps` is None (pixels pass through), JOIN (a merge), or a tuple of (step class, arguments per axis) applied
     from the output back; `srcs` are the records whose outputs feed this one (None = the network input);
-    `paths` are a block's inner record lists."""
+    `paths` are a block's inner record lists; `layer` is the spec model (or graph merge) the record walked."""
 
     __slots__ = ("index", "path", "name", "type", "x", "y", "params", "buffers", "macs", "formula", "buffers_formula",
-                 "steps", "srcs", "rf", "paths")
+                 "steps", "srcs", "rf", "paths", "layer")
 
     def __init__(self, path, ltype, x, y, params=0, buffers=0, macs=0, formula="0", buffers_formula=None, steps=None,
                  rf=None, paths=None):
@@ -100,6 +100,7 @@ class Rec:
         self.params, self.buffers, self.macs = params, buffers, macs
         self.formula, self.buffers_formula = formula, buffers_formula
         self.steps, self.srcs, self.rf, self.paths = steps, (), rf, paths
+        self.layer = None  # the spec model walked (set by the walk)
 
 
 def text(formula) -> str | None:

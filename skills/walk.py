@@ -112,7 +112,7 @@ class Walk:
                 if message.startswith(("layer ", "node ")):
                     raise
                 raise type(exc)(f"{label} ({layer.type}): {message}") from None
-        rec.index = index
+        rec.index, rec.layer = index, layer
         if rec.srcs == ():
             rec.srcs = (src,)
         return rec
@@ -145,7 +145,7 @@ class Walk:
             else:
                 xin, rfin, src = made[node.inputs[0]]
                 rec = self.step(layer, xin, rfin, src, node.index, node.name, label)
-            rec.index, rec.name = node.index, node.name
+            rec.index, rec.name, rec.layer = node.index, node.name, layer
             records.append(rec)
             self.order.append(rec)
             made[node.name] = (rec.y, rec.rf, rec)
