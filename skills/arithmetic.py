@@ -6,6 +6,8 @@ Pure Python on purpose: importing this module must stay cheap (no numpy).
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -115,40 +117,68 @@ def conv_output_length(
 
 
 def pool_output_length(
-    size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1, ceil_mode: bool = False
+    size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1, ceil_mode: bool = False,
+    pad_after: int | None = None, convention: str = "pytorch",
 ) -> int:
-    """Output length of max/avg pooling along one axis, with ceil_mode's rule that drops a window starting in the right padding."""
-    if 2 * padding > kernel:
+    """Output length of max/avg pooling along one axis, with ceil_mode's rule that drops a window starting in the right padding.
+
+    `padding` is the padding before (and after, unless `pad_after` is given). convention="onnx" is ONNX's rule
+    (onnx.shape_inference, convPoolShapeInference): no half-kernel limit, and with ceil_mode every window counts,
+    even one that starts in the padding."""
+    after = padding if pad_after is None else pad_after
+    span = effective_kernel(kernel, dilation)
+    if convention == "onnx":
+        padded = size + padding + after
+        if padded < span:
+            raise GeometryError(
+                f"window spans {span} px (kernel_size={kernel}, dilation={dilation}) "
+                f"but the padded input is {padded} px (input {size} + padding {padding}+{after})"
+            )
+        if not ceil_mode:
+            return (padded - span) // stride + 1
+        # ONNX computes ceil((padded - span) / float(stride)) in float32: the same rounding, so the same answer
+        return math.ceil(_f32(_f32(padded - span) / _f32(stride))) + 1
+    if 2 * max(padding, after) > kernel:
+        shown = f"padding={padding}" if after == padding else f"padding {padding} before and {after} after"
         raise GeometryError(
             f"pool padding must be at most half the kernel size (padding <= kernel_size//2 = {kernel // 2}), "
-            f"got padding={padding} with kernel_size={kernel}"
+            f"got {shown} with kernel_size={kernel}"
         )
-    span = effective_kernel(kernel, dilation)
-    numerator = size + 2 * padding - span + (stride - 1 if ceil_mode else 0)
+    numerator = size + padding + after - span + (stride - 1 if ceil_mode else 0)
     out = numerator // stride + 1  # floor division rounds toward -inf, as PyTorch's div_rtn
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1  # the last window would start in the right padding: PyTorch drops it
     if out < 1:
+        pads = f"2*{padding}" if after == padding else f"{padding}+{after}"
         raise GeometryError(
             f"pooling output is {out} px: window spans {span} px (kernel_size={kernel}, dilation={dilation}) "
-            f"but the padded input is {size + 2 * padding} px (input {size} + padding 2*{padding})"
+            f"but the padded input is {size + padding + after} px (input {size} + padding {pads})"
         )
     return out
 
 
+def _f32(x: float) -> float:
+    """x rounded to float32 (IEEE single), as C++ float arithmetic holds it."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
 def transpose_output_length(
-    size: int, kernel: int, stride: int = 1, padding: int = 0, output_padding: int = 0, dilation: int = 1
+    size: int, kernel: int, stride: int = 1, padding: int = 0, output_padding: int = 0, dilation: int = 1,
+    pad_after: int | None = None,
 ) -> int:
-    """Output length of a transposed convolution along one axis: (size-1)*stride - 2*padding + dilation*(kernel-1) + output_padding + 1."""
+    """Output length of a transposed convolution along one axis: (size-1)*stride - 2*padding + dilation*(kernel-1) + output_padding + 1
+    (`padding` before and `pad_after` after when they differ, as ONNX's pads may)."""
     if output_padding >= max(stride, dilation):
         raise GeometryError(
             f"output_padding must be smaller than either stride or dilation "
             f"(output_padding < max(stride, dilation) = {max(stride, dilation)}), got output_padding={output_padding}"
         )
-    out = (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    after = padding if pad_after is None else pad_after
+    out = (size - 1) * stride - padding - after + dilation * (kernel - 1) + output_padding + 1
     if out < 1:
+        pads = f"2*padding {padding}" if after == padding else f"padding {padding} - padding {after}"
         raise GeometryError(
-            f"transposed conv output is {out} px: (input {size} - 1)*stride {stride} - 2*padding {padding} "
+            f"transposed conv output is {out} px: (input {size} - 1)*stride {stride} - {pads} "
             f"+ dilation {dilation}*(kernel_size {kernel} - 1) + output_padding {output_padding} + 1 < 1"
         )
     return out

@@ -162,6 +162,16 @@ def _sizes(fn, nd: int, sp: tuple, *per_axis) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _pads(layer, nd: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(before, after) per axis from ONNX-style `pads` [begin per axis..., end per axis...]; refuses padding as well."""
+    if layer.padding != 0:
+        raise SpecError(f"give padding or pads, not both (padding={layer.padding!r}, pads={layer.pads})")
+    pads = layer.pads
+    if len(pads) != 2 * nd:
+        raise SpecError(f"pads has {len(pads)} entries but {layer.type} needs {2 * nd}: begin per spatial axis, then end per spatial axis")
+    return tuple(pads[:nd]), tuple(pads[nd:])
+
+
 def _weight_formula(cout: int, cin: int, groups: int, ks: tuple, bias: bool, params: int, transposed=False) -> str:
     if transposed:
         first, second = str(cin), (f"({cout}/{groups})" if groups > 1 else str(cout))
@@ -191,9 +201,12 @@ def conv(w, layer: Conv, x: T, rf, path: str, label: str) -> Rec:
         _groups(cin, cout, g)
     k, s, d = axes(layer.kernel_size, nd), axes(layer.stride, nd), axes(layer.dilation, nd)
     padding = layer.padding
-    before = after = (padding,) * nd if padding.__class__ is int else None
-    if before is None:
-        before, after = resolve_conv_padding(padding, k, s, d)
+    if layer.pads is not None:
+        before, after = _pads(layer, nd)
+    else:
+        before = after = (padding,) * nd if padding.__class__ is int else None
+        if before is None:
+            before, after = resolve_conv_padding(padding, k, s, d)
     weight = cout * (cin // g) * prod(k)
     params = weight + cout if layer.bias else weight
     formula = (_weight_formula, cout, cin, g, k, layer.bias, params)  # written out only if parameter_count asks
@@ -229,12 +242,13 @@ def conv_transpose(w, layer: ConvTranspose, x: T, rf, path: str, label: str) -> 
     _groups(cin, cout, g)
     k, s, d = axes(layer.kernel_size, nd), axes(layer.stride, nd), axes(layer.dilation, nd)
     p, op = axes(layer.padding, nd), axes(layer.output_padding, nd)
+    p, after = _pads(layer, nd) if layer.pads is not None else (p, p)
     weight = cin * (cout // g) * prod(k)
     params = weight + (cout if layer.bias else 0)
     formula = (_weight_formula, cout, cin, g, k, layer.bias, params, True)
     if x.sp is None:
         return _unknown(x, path, ltype, T(x.n, False, cout), params=params, formula=formula)
-    out = _sizes(transpose_output_length, nd, x.sp, k, s, p, op, d)
+    out = _sizes(transpose_output_length, nd, x.sp, k, s, p, op, d, after)
     macs = (x.n or 1) * prod(x.sp) * weight  # H_in*W_in*C_in*(C_out/groups)*kH*kW
     steps = ((TransposeStep, tuple(zip(k, s, p, d, x.sp, strict=True))),)
     return Rec(path, ltype, x, T(x.n, False, cout, out), params, 0, macs, formula, None, steps, advance(rf, steps[0], f"{label} ({ltype})"))
@@ -253,11 +267,12 @@ def pool(w, layer: MaxPool | AvgPool, x: T, rf, path: str, label: str) -> Rec:
     k = axes(layer.kernel_size, nd)
     s = axes(layer.stride, nd) if layer.stride is not None else k
     p = axes(layer.padding, nd)
+    p, after = _pads(layer, nd) if layer.pads is not None else (p, p)
     d = axes(layer.dilation, nd) if ltype[:3] == "max" else (1,) * nd
     if x.sp is None:
         return _unknown(x, path, ltype)
     ceil = (layer.ceil_mode,) * nd
-    out = _sizes(pool_output_length, nd, x.sp, k, s, p, d, ceil)
+    out = _sizes(pool_output_length, nd, x.sp, k, s, p, d, ceil, after, (layer.convention,) * nd)
     steps = ((WindowStep, tuple(zip(k, s, p, d, x.sp, strict=True))),)
     if rf is not None:
         rf = windows(rf, k, s, p, d)

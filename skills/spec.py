@@ -31,6 +31,9 @@ ConvPadding = NonNegInt | Annotated[list[NonNegInt], Field(min_length=1, max_len
 OutputSize = PosInt | Annotated[list[PosInt | None], Field(min_length=1, max_length=3)]
 Scale = Annotated[float, Field(gt=0, le=MAX_EXTENT, allow_inf_nan=False)]
 Dim = Annotated[int, Field(ge=-8, le=8)]
+# ONNX's `pads`: [begin per spatial axis..., end per spatial axis...], e.g. [top, left, bottom, right] in 2-D
+Pads = Annotated[list[NonNegInt], Field(min_length=2, max_length=6)]
+PoolConvention = Literal["pytorch", "onnx"]
 # kept for callers of the 2-D names
 PosPair = PosAxes
 NonNegPair = NonNegAxes
@@ -62,6 +65,14 @@ class _PerAxis(_Layer):
                 raise ValueError(f"{len(value)} entries for {nd} spatial axes")
         return value
 
+    @field_validator("pads", mode="after", check_fields=False)
+    @classmethod
+    def _two_per_axis(cls, value: Any, info: ValidationInfo) -> Any:
+        nd = nd_of(info.data.get("type", ""))
+        if value is not None and nd is not None and len(value) != 2 * nd:
+            raise ValueError(f"{len(value)} entries for {nd} spatial axes (pads needs 2*{nd}: begin per axis, then end per axis)")
+        return value
+
 
 class Conv(_PerAxis):
     """nn.Conv1d/2d/3d: weight [out_channels, in_channels/groups, *kernel_size]."""
@@ -76,6 +87,7 @@ class Conv(_PerAxis):
     groups: PosInt = 1
     bias: bool = True
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+    pads: Pads | None = None  # per-side padding as ONNX writes it (instead of padding), may be asymmetric
 
 
 class ConvTranspose(_PerAxis):
@@ -92,6 +104,7 @@ class ConvTranspose(_PerAxis):
     groups: PosInt = 1
     bias: bool = True
     padding_mode: Literal["zeros"] = "zeros"
+    pads: Pads | None = None  # per-side padding as ONNX writes it (instead of padding), may be asymmetric
 
 
 class MaxPool(_PerAxis):
@@ -104,6 +117,8 @@ class MaxPool(_PerAxis):
     dilation: PosAxes = 1
     ceil_mode: bool = False
     return_indices: Literal[False] = False
+    pads: Pads | None = None  # per-side padding as ONNX writes it (instead of padding), may be asymmetric
+    convention: PoolConvention = "pytorch"  # "onnx": ONNX's size rule (no half-kernel limit, ceil keeps every window)
 
 
 class AvgPool(_PerAxis):
@@ -116,6 +131,8 @@ class AvgPool(_PerAxis):
     ceil_mode: bool = False
     count_include_pad: bool = True
     divisor_override: PosInt | None = None
+    pads: Pads | None = None  # per-side padding as ONNX writes it (instead of padding), may be asymmetric
+    convention: PoolConvention = "pytorch"  # "onnx": ONNX's size rule (no half-kernel limit, ceil keeps every window)
 
 
 class AdaptiveAvgPool(_PerAxis):
@@ -271,9 +288,10 @@ class Inplace(_Layer):
 
 
 class Plain(_Layer):
-    """Shape-preserving layers without arguments."""
+    """Shape-preserving layers without arguments (`pointwise`: an elementwise op with no PyTorch module of its own,
+    e.g. ONNX's Erf or Sqrt)."""
 
-    type: Literal["sigmoid", "tanh", "identity", "softsign", "tanhshrink"] = "identity"
+    type: Literal["sigmoid", "tanh", "identity", "softsign", "tanhshrink", "pointwise"] = "identity"
 
 
 class LeakyReLU(_Layer):
@@ -737,6 +755,9 @@ def _field_help(field: str, ltype: str | None) -> str | None:
             sides = ["left", "right", "top", "bottom", "front", "back"][: 2 * nd]
             return f"an int or [{', '.join(sides)}] of ints from {-MAX_EXTENT:,} to {MAX_EXTENT:,} (negative crops)"
         return _axes_help(ltype, 0)
+    if field == "pads":
+        nd = nd_of(ltype or "") or 2
+        return f"{2 * nd} ints >= 0, [begin per spatial axis..., end per spatial axis...] as ONNX writes them"
     if field == "output_size":
         nd = nd_of(ltype or "") or 2
         return f"an int >= 1 or {AXIS_HELP[nd]} (ints >= 1, or null to keep that axis)"
