@@ -92,7 +92,7 @@ class Rec:
     `paths` are a block's inner record lists; `layer` is the spec model (or graph merge) the record walked."""
 
     __slots__ = ("index", "path", "name", "type", "x", "y", "params", "buffers", "macs", "formula", "buffers_formula",
-                 "steps", "srcs", "rf", "paths", "layer")
+                 "steps", "srcs", "rf", "paths", "layer", "op_type")
 
     def __init__(self, path, ltype, x, y, params=0, buffers=0, macs=0, formula="0", buffers_formula=None, steps=None,
                  rf=None, paths=None):
@@ -101,6 +101,7 @@ class Rec:
         self.formula, self.buffers_formula = formula, buffers_formula
         self.steps, self.srcs, self.rf, self.paths = steps, (), rf, paths
         self.layer = None  # the spec model walked (set by the walk)
+        self.op_type = None  # the op a graph node came from (an ONNX op_type), when the spec says
 
 
 def text(formula) -> str | None:
@@ -738,9 +739,58 @@ def _broadcast(xs: list[T], names: list[str]) -> T:
     return T(n, False, out[1], tuple(out[2:]))
 
 
+def _given_shape(dims: list[int] | None, xs: list[T]) -> T:
+    """A T for dims given whole (an opaque node's output): [F] / [N, F] flat, [C, *sp] / [N, C, *sp] a map, the batch
+    axis counted when the inputs have one (or are unknown, as a model file's tensors always carry it)."""
+    if dims is None:
+        return T(None, False)
+    batched = any(x.n is not None for x in xs) or all(x.elements() == 0 for x in xs)
+    body = dims[1:] if batched and len(dims) > 1 else dims
+    n = dims[0] if batched and len(dims) > 1 else None
+    if len(body) == 1:
+        return T(n, True, f=body[0])
+    return T(n, False, body[0], tuple(body[1:]))
+
+
+def opaque(w, layer, xs: list[T], srcs: tuple, path: str) -> Rec:
+    """A node the walk does not analyse: its output shape and MACs as given, no params of its own (a model file's
+    weights give them), and an unknown receptive field from here on."""
+    rec = Rec(path, "opaque", xs[0], _given_shape(layer.output_shape, xs), macs=layer.macs or 0, formula="0")
+    rec.srcs = srcs
+    return rec
+
+
+def _weights_formula(weights: list, buffers: bool, total: int) -> str:
+    terms = []
+    for wt in weights:
+        if wt.buffer != buffers:
+            continue
+        if wt.shared_with is not None:
+            terms.append(f"{wt.name!r} (shared with {wt.shared_with!r}, counted there)")
+        else:
+            terms.append(f"{wt.name!r} {'*'.join(map(str, wt.shape)) or '1'}")
+    return f"{' + '.join(terms)} = {total:,}" if terms else "0"
+
+
+def file_weights(rec: Rec, weights: list) -> None:
+    """Replace a record's params and buffers by the tensors a model file stores for it (each counted once)."""
+    params = buffers = 0
+    for wt in weights:
+        if wt.shared_with is None:
+            if wt.buffer:
+                buffers += prod(wt.shape)
+            else:
+                params += prod(wt.shape)
+    rec.params, rec.buffers = params, buffers
+    rec.formula = (_weights_formula, weights, False, params)
+    rec.buffers_formula = (_weights_formula, weights, True, buffers) if any(wt.buffer for wt in weights) else None
+
+
 def merge(w, layer, xs: list[T], rfs: list, srcs: tuple, names: list[str], path: str, label: str) -> Rec:
-    """A graph merge node (add, mul, concat) over its inputs."""
+    """A graph merge node (add, mul, concat) over its inputs, or an opaque node."""
     ltype = layer.type
+    if ltype == "opaque":
+        return opaque(w, layer, xs, srcs, path)
     where = f"{label} ({ltype})"
     if ltype in ("add", "mul"):
         y = _broadcast(xs, names)

@@ -6,7 +6,7 @@ Per-axis values (receptive_field, effective_stride, effective_padding) have one 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
@@ -71,7 +71,8 @@ class ShapeRow(BaseModel):
     effective_stride: Numbers = Field(description="per axis, input pixels per output pixel (fractional after upsampling)")
     effective_padding: Numbers = Field(description="per axis; output pixel 0's region starts at -effective_padding")
     activation_bytes: int = Field(description="memory of this layer's output: elements * 4 (float32)")
-    name: str | None = Field(None, description="graph node name (graph specs only)")
+    name: str | None = Field(None, description="graph node name (graph specs, model files), or the module path print(model) shows")
+    op_type: str | None = Field(None, description="the op the node came from (a model file's ONNX op_type)")
 
 
 # Row lists are published as bare arrays, their fields named in the description. The SDK's client validates
@@ -90,6 +91,30 @@ def _fields(model: type[BaseModel]) -> str:
 ShapeRows = Annotated[list[ShapeRow], LIGHT_ROWS]
 
 
+class Coverage(BaseModel):
+    """How far one metric reaches through a model: `complete`, `partial` (known up to the node before `from_node`,
+    in topological order), or `unavailable`; `reason` says why."""
+
+    status: Literal["complete", "partial", "unavailable"]
+    from_node: str | None = Field(None, description="the first node (topological order) the metric is not known for")
+    reason: str | None = None
+
+
+class Completeness(BaseModel):
+    """Per metric, how much of a model file the result covers (only the metrics the tool reports)."""
+
+    shapes: Coverage | None = None
+    params: Coverage | None = None
+    macs: Coverage | None = None
+    receptive_field: Coverage | None = None
+
+
+COMPLETENESS_HELP = (
+    "for model files: per metric (shapes, params, macs, receptive_field) {status: complete | partial | unavailable, "
+    "from_node: the first node it is not known for, reason}"
+)
+
+
 class ShapeReport(BaseModel):
     """Result of shape_calculator: every layer's output shape, params, MACs and receptive field, as PyTorch."""
 
@@ -105,6 +130,7 @@ class ShapeReport(BaseModel):
     layers: ShapeRows = Field(description="one row per top-level layer or graph node (a residual/concat block is one row). " + _fields(ShapeRow))
     block_layers: ShapeRows = Field(default_factory=list, description="layers inside residual/concat blocks, by path")
     warnings: list[str] = Field(default_factory=list)
+    completeness: Completeness | None = Field(None, description=COMPLETENESS_HELP)
 
 
 class RFRow(BaseModel):
@@ -118,6 +144,7 @@ class RFRow(BaseModel):
     effective_stride: Numbers
     effective_padding: Numbers
     name: str | None = None
+    op_type: str | None = None
 
 
 RFRows = Annotated[list[RFRow], LIGHT_ROWS]
@@ -139,6 +166,7 @@ class ReceptiveFieldReport(BaseModel):
     input_region_clipped: AnyRegion | None = Field(None, description="the same, restricted to the pixels it really reads inside the image")
     at_layer: str | None = Field(None, description="path of the layer whose output pixel output_position names (the network's output when null)")
     warnings: list[str] = Field(default_factory=list)
+    completeness: Completeness | None = Field(None, description=COMPLETENESS_HELP)
 
 
 class ParamRow(BaseModel):
@@ -152,6 +180,7 @@ class ParamRow(BaseModel):
     formula: str = Field(description="the params arithmetic with the numbers, e.g. '64*3*3*3 + 64 = 1,792'")
     buffers_formula: str | None = None
     name: str | None = None
+    op_type: str | None = None
 
 
 ParamRows = Annotated[list[ParamRow], LIGHT_ROWS]
@@ -166,6 +195,7 @@ class ParameterReport(BaseModel):
     block_layers: ParamRows = Field(default_factory=list, description="layers inside residual/concat blocks, by path")
     input_shape: list[int] | None = None
     warnings: list[str] = Field(default_factory=list)
+    completeness: Completeness | None = Field(None, description=COMPLETENESS_HELP)
 
 
 # Results are built from values the walk computed with the right types (ints from skills.arithmetic, exact
@@ -203,7 +233,7 @@ def shape_rows(records: list[Rec]) -> list[ShapeRow]:
             "index": r.index, "path": r.path, "type": r.type, "input_shape": r.x.dims(),
             "output_shape": y.dims(), "params": r.params, "buffers": r.buffers, "macs": r.macs, "receptive_field": size,
             "effective_stride": stride, "effective_padding": pad, "activation_bytes": y.elements() * BYTES_PER_ELEMENT,
-            "name": r.name,
+            "name": r.name, "op_type": r.op_type,
         }))
     return rows
 
@@ -216,6 +246,7 @@ def rf_rows(records: list[Rec]) -> list[RFRow]:
         append(construct(RFRow, RF_ROW_FIELDS, {
             "index": r.index, "path": r.path, "type": r.type, "output_shape": r.y.dims(),
             "receptive_field": size, "effective_stride": stride, "effective_padding": pad, "name": r.name,
+            "op_type": r.op_type,
         }))
     return rows
 
@@ -225,6 +256,7 @@ def param_rows(records: list[Rec]) -> list[ParamRow]:
         construct(ParamRow, PARAM_ROW_FIELDS, {
             "index": r.index, "path": r.path, "type": r.type, "params": r.params, "buffers": r.buffers,
             "formula": text(r.formula), "buffers_formula": text(r.buffers_formula), "name": r.name,
+            "op_type": r.op_type,
         })
         for r in records
     ]
@@ -234,6 +266,8 @@ def _row(row: BaseModel) -> dict:
     d = dict(row.__dict__)
     if d.get("name", 0) is None:  # only graph rows carry a name
         del d["name"]
+    if d.get("op_type", 0) is None:  # and only a model file's rows an op_type
+        del d["op_type"]
     return d
 
 
@@ -247,4 +281,8 @@ def report_json(report: ShapeReport | ReceptiveFieldReport | ParameterReport) ->
         reg = out.get(key)
         if reg is not None:
             out[key] = dict(reg.__dict__)
+    if out.get("completeness") is not None:
+        out["completeness"] = out["completeness"].model_dump(mode="json", exclude_none=True)
+    else:  # only a model file's results say how complete they are
+        out.pop("completeness", None)
     return out

@@ -416,25 +416,54 @@ class Cat(_Layer):
     dim: Dim = 1
 
 
-_MERGES = TypeAdapter(Annotated[Add | Mul | Cat, Field(discriminator="type")])
+class Opaque(_Layer):
+    """Graph node whose op the walk does not analyse (an ONNX op without a rule here): it reads any number of inputs,
+    its output shape is given (dims with the batch axis when the network has one; null = unknown) and its MACs when
+    known (null = unknown); the receptive field is unknown past it."""
+
+    type: Literal["opaque"] = "opaque"
+    output_shape: Annotated[list[PosInt], Field(max_length=8)] | None = None
+    macs: Annotated[int, Field(ge=0)] | None = None
+
+
+_MERGES = TypeAdapter(Annotated[Add | Mul | Cat | Opaque, Field(discriminator="type")])
 MAX_NAME_CHARS = 200
 
 
+class Weight(BaseModel):
+    """A tensor a model file stores for a graph node: its size replaces the rule's params (or buffers)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+    shape: Annotated[list[Annotated[int, Field(ge=0, le=MAX_EXTENT)]], Field(max_length=8)]
+    buffer: bool = False
+    shared_with: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None = None
+
+
+_NODE_EXTRAS = TypeAdapter(tuple[Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None, Annotated[list[Weight], Field(max_length=64)] | None])
+
+
 class Node:
-    """One graph node: its name, the names of its inputs, and its layer (a spec model, or Add/Mul/Cat)."""
+    """One graph node: its name, the names of its inputs, and its layer (a spec model, or Add/Mul/Cat/Opaque); a node
+    from a model file also carries its `op_type` and the `weights` the file stores for it."""
 
-    __slots__ = ("name", "inputs", "layer", "index")
+    __slots__ = ("name", "inputs", "layer", "index", "op_type", "weights")
 
-    def __init__(self, name: str, inputs: tuple[str, ...], layer: Any, index: int):
+    def __init__(self, name: str, inputs: tuple[str, ...], layer: Any, index: int, op_type: str | None = None,
+                 weights: list[Weight] | None = None):
         self.name, self.inputs, self.layer, self.index = name, inputs, layer, index
+        self.op_type, self.weights = op_type, weights
 
 
 def validate_graph(items: Any, output: Any = None) -> tuple[list[Node], str]:
     """Validate a graph spec into nodes in a topological order, and the output node's name.
 
     Each item is {"name": ..., "inputs": [...], "type": ..., ...layer fields}; `inputs` left out means the previous
-    node (or "input" for the first). Errors name the node: a name used twice, an input that is no node, a cycle, an
-    output that is no node, a layer that is invalid."""
+    node (or "input" for the first). Optional per node: `op_type` (a label its row carries, e.g. the ONNX op) and
+    `weights` ([{"name", "shape", "buffer", "shared_with"}], the tensors a model file stores for it: their sizes
+    replace the rule's params and buffers). Errors name the node: a name used twice, an input that is no node, a
+    cycle, an output that is no node, a layer that is invalid."""
     if not isinstance(items, (list, tuple)):
         raise SpecError(f"graph must be a list of node objects, each with a 'name' and a 'type', got {type(items).__name__}")
     if not items:
@@ -443,6 +472,7 @@ def validate_graph(items: Any, output: Any = None) -> tuple[list[Node], str]:
     inputs: list[tuple[str, ...]] = []
     layers: list[Any] = []
     merges: dict[int, Any] = {}
+    extras: dict[int, tuple] = {}
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise SpecError(f"graph node {i}: a node must be an object with 'name', 'inputs' and 'type', got {short(item)}")
@@ -464,15 +494,22 @@ def validate_graph(items: Any, output: Any = None) -> tuple[list[Node], str]:
         else:
             raise SpecError(f"node {name!r}: 'inputs' must be a non-empty list of node names (or \"input\"), got {short(raw)}")
         inputs.append(ins)
-        layer = {k: v for k, v in item.items() if k not in ("name", "inputs")}
+        layer = {k: v for k, v in item.items() if k not in ("name", "inputs", "op_type", "weights")}
+        if "op_type" in item or "weights" in item:
+            try:
+                extras[i] = _NODE_EXTRAS.validate_python((item.get("op_type"), item.get("weights")))
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                field = "op_type" if error["loc"][0] == 0 else "weights" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"][1:])
+                raise SpecError(f"node {name!r}: {field}: {error['msg']}, got {short(error.get('input'))}") from None
         tag = layer.get("type")
-        if isinstance(tag, str) and tag.lower() in MERGE_TYPES and not (tag.lower() == "concat" and "branches" in layer):
+        if isinstance(tag, str) and (tag.lower() in MERGE_TYPES or tag.lower() == "opaque") and not (tag.lower() == "concat" and "branches" in layer):
             layer["type"] = tag.lower()
             try:
                 merges[i] = _MERGES.validate_python(layer)
             except ValidationError as exc:
                 raise SpecError(_describe(exc, [layer], lambda _, name=name: f"node {name!r}")) from None
-            need = 1 if tag.lower() == "concat" else 2
+            need = 1 if tag.lower() in ("concat", "opaque") else 2
             if len(ins) < need:
                 raise SpecError(f"node {name!r} ({tag.lower()}): needs at least {need} inputs, got {len(ins)} ({', '.join(ins)})")
             layers.append(None)
@@ -495,7 +532,7 @@ def validate_graph(items: Any, output: Any = None) -> tuple[list[Node], str]:
     for k, model in zip(plain, models, strict=True):
         merges[k] = model
     order = _topological(items, inputs, names)
-    nodes = [Node(items[i]["name"], inputs[i], merges[i], i) for i in order]
+    nodes = [Node(items[i]["name"], inputs[i], merges[i], i, *extras.get(i, ())) for i in order]
     if output is None:
         out = items[-1]["name"]
     elif not isinstance(output, str) or output not in names:

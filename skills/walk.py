@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from .arithmetic import MAX_EXTENT
 from .errors import ConvError, GeometryError, SpecError
-from .layers import JOIN, LAYOUTS, RULES, Rec, T, merge
+from .layers import JOIN, LAYOUTS, RULES, Rec, T, file_weights, merge
 from .reports import (
     BYTES_PER_ELEMENT,
     PARAM_FIELDS,
@@ -64,6 +64,7 @@ from .spec import (
     Linear,
     MaxPool,
     Mul,
+    Opaque,
     Pad,
     PixelShuffle,
     PixelUnshuffle,
@@ -82,7 +83,7 @@ __all__ = [
     "RFRow", "ShapeReport", "ShapeRow", "Walked", "parameter_count", "receptive_field", "report_json", "shape_calculator", "walk",
 ]
 
-_MERGES = (Add, Mul, Cat)
+_MERGES = (Add, Mul, Cat, Opaque)  # graph nodes that read several inputs
 
 
 class Walk:
@@ -146,6 +147,10 @@ class Walk:
                 xin, rfin, src = made[node.inputs[0]]
                 rec = self.step(layer, xin, rfin, src, node.index, node.name, label)
             rec.index, rec.name, rec.layer = node.index, node.name, layer
+            if node.op_type is not None:
+                rec.op_type = node.op_type
+            if node.weights is not None:
+                file_weights(rec, node.weights)
             records.append(rec)
             self.order.append(rec)
             made[node.name] = (rec.y, rec.rf, rec)
@@ -401,7 +406,7 @@ def shape_calculator(
         "total_params": params, "total_buffers": buffers, "total_macs": macs,
         "total_activation_bytes": sum([r.activation_bytes for r in rows]),
         "receptive_field": size, "effective_stride": stride, "effective_padding": pad,
-        "layers": rows, "block_layers": shape_rows(done.inner), "warnings": done.warnings,
+        "layers": rows, "block_layers": shape_rows(done.inner), "warnings": done.warnings, "completeness": None,
     })
 
 
@@ -434,7 +439,7 @@ def receptive_field(
         "input_shape": done.input_shape.dims(), "output_shape": done.y.dims(), "receptive_field": size,
         "effective_stride": stride, "effective_padding": pad, "layers": rf_rows(done.records),
         "block_layers": rf_rows(done.inner), "output_position": position, "input_region": reg,
-        "input_region_clipped": clipped, "at_layer": target, "warnings": done.warnings,
+        "input_region_clipped": clipped, "at_layer": target, "warnings": done.warnings, "completeness": None,
     })
 
 
@@ -603,5 +608,5 @@ def parameter_count(
     return construct(ParameterReport, PARAM_FIELDS, {
         "total_params": params, "total_buffers": buffers,
         "layers": param_rows(done.records), "block_layers": param_rows(done.inner),
-        "input_shape": done.input_shape.dims() if input_shape is not None else None, "warnings": done.warnings,
+        "input_shape": done.input_shape.dims() if input_shape is not None else None, "warnings": done.warnings, "completeness": None,
     })
