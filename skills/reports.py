@@ -223,6 +223,12 @@ RF_FIELDS = set(ReceptiveFieldReport.model_fields)
 PARAM_FIELDS = set(ParameterReport.model_fields)
 
 
+def _dims(t) -> list:
+    """A shape's dims, or [] while one is unknown (after a node whose output shape is not known)."""
+    dims = t.dims()
+    return dims if None not in dims else []
+
+
 def shape_rows(records: list[Rec]) -> list[ShapeRow]:
     rows = []
     append = rows.append
@@ -230,8 +236,8 @@ def shape_rows(records: list[Rec]) -> list[ShapeRow]:
         size, stride, pad = rf_fields(r.rf)
         y = r.y
         append(construct(ShapeRow, SHAPE_ROW_FIELDS, {
-            "index": r.index, "path": r.path, "type": r.type, "input_shape": r.x.dims(),
-            "output_shape": y.dims(), "params": r.params, "buffers": r.buffers, "macs": r.macs, "receptive_field": size,
+            "index": r.index, "path": r.path, "type": r.type, "input_shape": _dims(r.x),
+            "output_shape": _dims(y), "params": r.params, "buffers": r.buffers, "macs": r.macs, "receptive_field": size,
             "effective_stride": stride, "effective_padding": pad, "activation_bytes": y.elements() * BYTES_PER_ELEMENT,
             "name": r.name, "op_type": r.op_type,
         }))
@@ -244,7 +250,7 @@ def rf_rows(records: list[Rec]) -> list[RFRow]:
     for r in records:
         size, stride, pad = rf_fields(r.rf)
         append(construct(RFRow, RF_ROW_FIELDS, {
-            "index": r.index, "path": r.path, "type": r.type, "output_shape": r.y.dims(),
+            "index": r.index, "path": r.path, "type": r.type, "output_shape": _dims(r.y),
             "receptive_field": size, "effective_stride": stride, "effective_padding": pad, "name": r.name,
             "op_type": r.op_type,
         }))
