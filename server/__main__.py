@@ -55,6 +55,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
         help="log level; logs always go to stderr (default WARNING)",
     )
+    parser.add_argument(
+        "--model-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help=(
+            "a directory whose model files (.onnx) the walk tools may read by path (repeatable). Over stdio the working "
+            "directory is allowed too; over HTTP only these are, and without one a model comes as model_base64"
+        ),
+    )
     http = parser.add_argument_group("HTTP (--transport http)")
     http.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     http.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -137,6 +147,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, f.name)
         if value is not None and value <= 0:
             parser.error(f"--{f.name.replace('_', '-')} must be positive, got {value}")
+    for d in args.model_dir:
+        if not os.path.isdir(d):
+            parser.error(f"--model-dir {d}: not a directory")
     return args
 
 
@@ -157,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(stream=sys.stderr, level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)  # warnings (numpy's RuntimeWarnings included) become stderr log records
     limit_env = apply_limits(args)
+    from .model_files import configure
+
+    configure(args.transport, args.model_dir)  # read at tool time (and by HTTP workers, through the environment)
     if args.transport == "http":
         serve_http(args, limit_env)
         return

@@ -28,6 +28,8 @@ class Limits:
     """design_architecture: search states created (labels plus bound-table entries) before stopping with the best so far."""
     max_design_time_s: float = 60.0
     """design_architecture: the largest time_limit_s a call may ask for."""
+    max_model_bytes: int = 512 * 1024 * 1024
+    """walk tools: size of a model file (`model` or `model_base64`), refused before it is read."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Limits":

@@ -11,11 +11,13 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field, WithJsonSchema
 
 from skills.arithmetic import MAX_EXTENT
-from skills.errors import LimitError
+from skills.errors import LimitError, SpecError
+from skills.onnx_file import EXPORT_LINE
 from skills.walk import (
     ParameterReport,
     ReceptiveFieldReport,
@@ -29,6 +31,7 @@ from skills.walk import (
 from .apps_view import view_meta
 from .errors import domain_errors
 from .limits import LIMITS, Limits
+from .model_files import allowed_roots
 from .results import READ_ONLY
 
 TEXT_ROWS = 60  # rows of the readable table; the structured content always has them all
@@ -53,8 +56,18 @@ SPEC_HELP = (
 )
 InputShape = Annotated[
     list[Annotated[int, Field(ge=1, le=MAX_EXTENT)]],
-    Field(min_length=1, max_length=4, description="input shape [C, H, W] or [N, C, H, W] (PyTorch layout), e.g. [3, 224, 224]"),
+    Field(min_length=1, max_length=5, description=(
+        "input shape [C, H, W] or [N, C, H, W] (PyTorch layout), e.g. [3, 224, 224] ([C, L] / [C, D, H, W] for 1-D / "
+        "3-D); for a model file: all its input's dims, needed only when some are symbolic"
+    )),
 ]
+MODEL_HELP = (
+    "instead of layers/spec, a real model: the path of an .onnx file (relative to the server's working directory or "
+    "a --model-dir; over HTTP only --model-dir). Export one with "
+    f"{EXPORT_LINE}; tf2onnx and keras2onnx write the same format"
+)
+Model = Annotated[str | None, Field(description=MODEL_HELP)]
+ModelBase64 = Annotated[str | None, Field(description="the .onnx file's bytes, base64-encoded, for clients that share no filesystem with the server")]
 # Validated by skills.spec, not by the SDK: published as an array of objects, accepted as any list, so a list
 # of 10,000 bad items gets one short error naming the first bad layer instead of a paragraph per element.
 Layers = Annotated[
@@ -83,6 +96,31 @@ async def _named_limit(call, *, layers=None, spec=None, **kwargs):
         raise LimitError(f"{exc}; {Limits.how_to_raise(name)}") from None
 
 
+async def _model_walk(tool: str, ctx: Context | None, model, model_base64, *, layers=None, spec=None, **kwargs):
+    """A walk tool on a model file, read and walked in a worker thread; errors say how to raise a limit."""
+    if layers is not None or spec is not None:
+        raise SpecError("give the network one way: `model` / `model_base64` (a model file) or `layers` / `spec`, not both")
+    from skills import onnx_model  # loads on the first model call, not at start-up
+
+    roots = allowed_roots(ctx)
+    try:
+        return await anyio.to_thread.run_sync(lambda: onnx_model.analyse(
+            tool, model, model_base64, roots=roots, max_bytes=LIMITS.max_model_bytes, max_layers=LIMITS.max_layers,
+            max_depth=LIMITS.max_depth, **kwargs))
+    except LimitError as exc:
+        name = getattr(exc, "limit", None)
+        if name is None:
+            raise
+        raise LimitError(f"{exc}; {Limits.how_to_raise(name)}") from None
+
+
+def _model_text(report) -> str:
+    """The model file's completeness, after the table."""
+    from skills.onnx_model import completeness_text
+
+    return "\n" + completeness_text(report.completeness) if report.completeness is not None else ""
+
+
 def _size(layers: list) -> int:
     """Layers including nested blocks (stops counting past INLINE_LAYERS)."""
     total, stack = 0, [layers]
@@ -101,11 +139,17 @@ def _size(layers: list) -> int:
 
 
 def _p(v: list) -> str:
-    """[h, w] as '3' when square, else '3x5'."""
+    """[h, w] as '3' when square, else '3x5' (any number of axes)."""
     if not v:
         return "-"
-    a, b = v
-    return str(a) if a == b else f"{a}x{b}"
+    return str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))
+
+
+def _span(region) -> str:
+    """An input region as 'top..bottom x left..right' (one range per axis)."""
+    d = region.model_dump()
+    pairs = [("start", "end")] if "start" in d else [("front", "back"), ("top", "bottom"), ("left", "right")] if "front" in d else [("top", "bottom"), ("left", "right")]
+    return " x ".join(f"{d[a]}..{d[b]}" for a, b in pairs)
 
 
 def _table(header: list[str], shown: list[tuple[str, ...]], total: int) -> str:
@@ -152,8 +196,8 @@ def rf_text(r: ReceptiveFieldReport) -> str:
     if r.output_position is not None:
         g, c = r.input_region, r.input_region_clipped
         head += f"\noutput pixel {r.output_position} sees input rows/cols "
-        head += f"{g.top}..{g.bottom} x {g.left}..{g.right}" if g else "none"
-        head += f" (in the image: {c.top}..{c.bottom} x {c.left}..{c.right})" if c else " (no image pixel)"
+        head += _span(g) if g else "none"
+        head += f" (in the image: {_span(c)})" if c else " (no image pixel)"
     shown = [(str(x.index), x.type, str(x.output_shape), _p(x.receptive_field), _p(x.effective_stride), _p(x.effective_padding))
              for x in r.layers[:TEXT_ROWS]]
     return head + "\n" + _table(["#", "type", "output", "RF", "stride", "padding"], shown, len(r.layers)) + _warnings(r.warnings)
@@ -182,23 +226,40 @@ def register(server: MCPServer) -> None:
 
     @server.tool(name="shape_calculator", title="Walk a CNN: shapes, params, MACs, receptive field", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
-    async def shape_calculator_tool(input_shape: InputShape, layers: Layers = None, spec: Spec = None) -> Annotated[CallToolResult, ShapeReport]:
-        """Walk a whole network layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON) or `spec` (print(model) text)."""
+    async def shape_calculator_tool(
+        input_shape: InputShape | None = None,
+        layers: Layers = None,
+        spec: Spec = None,
+        model: Model = None,
+        model_base64: ModelBase64 = None,
+        ctx: Context | None = None,
+    ) -> Annotated[CallToolResult, ShapeReport]:
+        """Walk a whole network layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON), `spec` (print(model) text) or `model` (an .onnx file)."""
+        if model is not None or model_base64 is not None:
+            report = await _model_walk("shape_calculator", ctx, model, model_base64, layers=layers, spec=spec, input_shape=input_shape)
+            return _result(report, shape_text(report) + _model_text(report))
         report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec)
         return _result(report, shape_text(report))
 
     @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
     async def receptive_field_tool(
-        input_shape: InputShape,
+        input_shape: InputShape | None = None,
         layers: Layers = None,
         spec: Spec = None,
         output_position: Annotated[
             list[int] | None,
-            Field(min_length=2, max_length=2, description="[y, x] of one output pixel: also return the input region it sees"),
+            Field(min_length=1, max_length=3, description="[y, x] of one output pixel ([x] / [z, y, x] in 1-D / 3-D): also return the input region it sees"),
         ] = None,
+        model: Model = None,
+        model_base64: ModelBase64 = None,
+        ctx: Context | None = None,
     ) -> Annotated[CallToolResult, ReceptiveFieldReport]:
         """Receptive field, effective stride and effective padding ([h, w], Araujo et al. 2019) after every layer; with output_position [y, x], the inclusive input region that pixel sees, before and after clipping to the image."""
+        if model is not None or model_base64 is not None:
+            report = await _model_walk("receptive_field", ctx, model, model_base64, layers=layers, spec=spec,
+                                       input_shape=input_shape, output_position=output_position)
+            return _result(report, rf_text(report) + _model_text(report))
         report = await _named_limit(receptive_field, input_shape=input_shape, output_position=output_position, layers=layers, spec=spec)
         return _result(report, rf_text(report))
 
@@ -211,11 +272,17 @@ def register(server: MCPServer) -> None:
             list[Annotated[int, Field(ge=1)]] | None,
             Field(
                 min_length=1,
-                max_length=4,
+                max_length=5,
                 description="[C, H, W] or [N, C, H, W]; needed only when channels (or a linear's in_features) cannot be inferred from the layers",
             ),
         ] = None,
+        model: Model = None,
+        model_base64: ModelBase64 = None,
+        ctx: Context | None = None,
     ) -> Annotated[CallToolResult, ParameterReport]:
-        """Trainable params and buffers (BatchNorm running statistics) per layer, each with its formula written out (e.g. '64*3*3*3 + 64 = 1,792'), and the totals."""
+        """Trainable params and buffers (BatchNorm running statistics) per layer, each with its formula written out (e.g. '64*3*3*3 + 64 = 1,792'), and the totals; `spec` takes any print(model) text, `model` an .onnx file."""
+        if model is not None or model_base64 is not None:
+            report = await _model_walk("parameter_count", ctx, model, model_base64, layers=layers, spec=spec, input_shape=input_shape)
+            return _result(report, param_text(report) + _model_text(report))
         report = await _named_limit(parameter_count, input_shape=input_shape, layers=layers, spec=spec)
         return _result(report, param_text(report))

@@ -26,6 +26,8 @@ from typing import Any
 from .errors import LimitError, SpecError
 from .spec import _limit, short
 
+EXPORT_LINE = 'torch.onnx.export(model, torch.zeros(1, 3, 224, 224), "model.onnx", dynamo=False)'
+"""The one line that turns a PyTorch module into a file the walk reads whole (errors about custom modules show it)."""
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 """Default bound on a model file's size (server.limits.Limits.max_model_bytes)."""
 SMALL_TENSOR_BYTES = 64 * 1024
@@ -89,10 +91,16 @@ def resolve_path(path: Any, roots: list[str]) -> str:
     real_roots = [os.path.realpath(r) for r in roots]
     shown = ", ".join(real_roots)
     candidates = [path] if os.path.isabs(path) else [os.path.join(r, path) for r in real_roots]
-    missing = None
+
+    def inside(p: str) -> bool:
+        return any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in real_roots)
+
+    missing = escapes = None
     for candidate in candidates:
         real = os.path.realpath(candidate)
-        if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in real_roots):
+        if not inside(real):
+            if inside(os.path.abspath(candidate)) and os.path.lexists(candidate):
+                escapes = escapes or candidate  # a symlink in an allowed directory that leads out of them
             continue  # outside: never tell whether it exists
         try:
             st = os.stat(real)
@@ -104,6 +112,10 @@ def resolve_path(path: Any, roots: list[str]) -> str:
         if not stat.S_ISREG(st.st_mode):
             raise SpecError(f"model path {short(path)} is not a regular file")
         return real
+    if escapes is not None:
+        raise SpecError(
+            f"model path {short(path)} is a symbolic link that leads outside the directories this server may read ({shown})"
+        )
     if missing is not None:
         raise SpecError(f"model file {short(path)} does not exist (looked under {shown})")
     raise SpecError(

@@ -27,12 +27,11 @@ from typing import Any
 
 from .arithmetic import MAX_EXTENT
 from .errors import ConvError, SpecError
-from .onnx_file import INDEX_TYPES, MAX_MODEL_BYTES, ModelFile, read_base64, read_path
+from .onnx_file import EXPORT_LINE, INDEX_TYPES, MAX_MODEL_BYTES, ModelFile, read_base64, read_path
 from .reports import Completeness, Coverage
 from .spec import MAX_NAME_CHARS, _limit, short
 
-EXPORT_LINE = 'torch.onnx.export(model, torch.zeros(1, 3, 224, 224), "model.onnx", dynamo=False)'
-"""The one line that turns a PyTorch module into a file this module reads (the error for custom modules shows it)."""
+__all__ = ["EXPORT_LINE", "Converted", "analyse", "analyse_file", "completeness_text", "convert", "load"]
 
 TOOLS = ("shape_calculator", "receptive_field", "parameter_count")
 _SAME = ("SAME_UPPER", "SAME_LOWER")

@@ -756,7 +756,7 @@ def test_paths_must_stay_under_the_allowed_roots(tmp_path):
     for path, message in (
         ("../../etc/passwd", "is outside the directories this server may read"),
         ("/etc/passwd", "is outside the directories this server may read"),
-        ("link.onnx", "is outside the directories this server may read"),
+        ("link.onnx", "is a symbolic link that leads outside the directories this server may read"),
         ("../outside.onnx", "is outside the directories"),
         ("sub", "is a directory"),
         ("missing.onnx", "does not exist"),
