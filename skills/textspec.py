@@ -15,10 +15,16 @@ from typing import Any
 
 from .arithmetic import MAX_EXTENT
 from .errors import SpecError
+from .onnx_file import EXPORT_LINE
 from .spec import _limit, short
 
 TEXT_MAX_LAYERS = 1_000_000
 """Bound on the layers a text spec may expand to (`N x` repeats multiply) when the caller gives no max_layers."""
+
+
+class PrintedModuleError(SpecError):
+    """print(model) text that is no nn.Sequential of known layers: a custom module hides its forward(), or a leaf
+    is a class the walk does not know. parameter_count still reads it (skills.printtree); shapes cannot."""
 
 
 def parse_spec(text: str, *, max_chars: int | None = None, max_layers: int | None = None) -> tuple[list[dict], list[int]]:
@@ -27,6 +33,12 @@ def parse_spec(text: str, *, max_chars: int | None = None, max_layers: int | Non
     Text with a line that starts like a call (`Sequential(`, `(0): Conv2d(...)`, `Conv2d(3, 8, ...)`) is read as
     print(model) output (`parse_printed`); anything else as the VGG paper's notation (`parse_vgg_notation`).
     """
+    layers, lines, _ = parse_spec_named(text, max_chars=max_chars, max_layers=max_layers)
+    return layers, lines
+
+
+def parse_spec_named(text: str, *, max_chars: int | None = None, max_layers: int | None = None) -> tuple[list[dict], list[int], list[str] | None]:
+    """parse_spec, and each layer's module path as print(model) shows it (`features.0`; None for VGG notation)."""
     if not isinstance(text, str):
         raise SpecError(f"spec must be text, got {type(text).__name__}")
     if max_chars is not None and len(text) > max_chars:
@@ -34,8 +46,8 @@ def parse_spec(text: str, *, max_chars: int | None = None, max_layers: int | Non
     if not text.strip():
         raise SpecError("spec is empty: give the text print(model) shows, or VGG notation such as 'conv3-64, maxpool'")
     if re.search(r"^[^\S\n]*[A-Za-z_][\w.]*[^\S\n]*\(", text, re.M):
-        return parse_printed(text, max_layers=max_layers)
-    return parse_vgg_notation(text)
+        return _parse_printed(text, max_layers=max_layers)
+    return (*parse_vgg_notation(text), None)
 
 
 def _int(digits: str, what: str) -> int:
@@ -95,6 +107,7 @@ _PRINTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "Identity": ("identity", ()),
     "Flatten": ("flatten", ("start_dim", "end_dim")),
     "Linear": ("linear", ("in_features", "out_features", "bias")),
+    "NonDynamicallyQuantizableLinear": ("linear", ("in_features", "out_features", "bias")),  # MultiheadAttention's out_proj
 }
 _CONTAINERS = ("Sequential", "ModuleList")
 _LINE = re.compile(r"^\s*(?:\((?P<key>[^)]*)\)\s*:\s*)?(?:(?P<times>\d+)\s+x\s+)?(?P<cls>[A-Za-z_][\w.]*)\s*\((?P<rest>.*)$")
@@ -106,35 +119,66 @@ def parse_printed(text: str, *, max_layers: int | None = None) -> tuple[list[dic
     Each leaf line is `(key): ClassName(args)`; args are read as Python literals, bare words
     (`padding=same`, `padding_mode=reflect`) as strings. Not recoverable from the printed form, and so
     not supported: custom modules such as torchvision's BasicBlock/Bottleneck (their forward(), e.g. a
-    residual add, is not printed: write them as {"type": "residual", ...} in `layers`), and AvgPool2d's
+    residual add, is not printed: export the model to ONNX and pass it as `model`, or write them as
+    {"type": "residual", ...} in `layers`; parameter_count reads any print, skills.printtree), and AvgPool2d's
     ceil_mode/count_include_pad, which PyTorch does not print (the defaults are assumed).
     Repeats multiply (`1000 x Sequential(... 1000 x Conv2d ...)`), so the expansion is bounded by max_layers
     (TEXT_MAX_LAYERS when not given) and refused before it is built.
     """
-    limit = TEXT_MAX_LAYERS if max_layers is None else max_layers
+    layers, lines, _ = _parse_printed(text, max_layers=max_layers)
+    return layers, lines
 
-    def grow(items: list, new: list, times: int, number: int) -> None:
-        if len(items) + len(new) * times > limit:
-            raise _limit(
-                "max_layers",
-                f"spec line {number}: the text expands to more than max_layers={limit:,} layers "
-                f"({len(new):,} x {times:,} repeats on top of {len(items):,})",
-            )
-        items.extend(new * times)
 
-    # each open container: (its parent's items so far as (layer, line) pairs, repeat count, line where it opened)
-    stack: list[tuple[list[tuple[dict, int]], int, int]] = []
-    current: list[tuple[dict, int]] = []
+def repeat_keys(key: str | None, times: int):
+    """The module names behind a printed key, one per repeat (a generator: callers bound `times` first):
+    `(0-2): 3 x ReLU()` is 0, 1 and 2; no key (the root) is ''."""
+    first = None
+    if key is not None and times > 1 and re.fullmatch(r"\d{1,10}-\d{1,10}", key):
+        a, b = map(int, key.split("-"))
+        first = a if b - a + 1 == times else None
+    for j in range(times):
+        if key is None:
+            yield ""
+        elif first is not None:
+            yield str(first + j)
+        else:
+            yield key if times == 1 else f"{key}.{j}"
+
+
+MAX_PATH_CHARS = 200
+"""Module paths longer than this (a print nested thousands deep) are shortened in the middle."""
+
+
+def _join(prefix: str, path: str) -> str:
+    joined = f"{prefix}.{path}" if prefix and path else prefix or path
+    return joined if len(joined) <= MAX_PATH_CHARS else joined[:60] + "..." + joined[-(MAX_PATH_CHARS - 63):]
+
+
+class _Group:
+    """An open module of a print: its key, repeat count, line, what it holds (groups and leaves) and their number
+    once expanded (`size`, repeats inside counted, its own not)."""
+
+    __slots__ = ("key", "times", "line", "items", "size", "path")
+
+    def __init__(self, key: str | None, times: int, line: int, path: str = ""):
+        self.key, self.times, self.line, self.items, self.size, self.path = key, times, line, [], 0, path
+
+
+def read_tree(text: str, limit: int, on_leaf, on_module) -> _Group:
+    """The module tree of a print(model), in one pass, its expanded size bounded by `limit` before anything is
+    expanded. on_leaf(cls, rest, line) gives what a leaf holds; on_module(cls, line, path) sees each module that is
+    no container (it may raise). Linear in the text: nothing is copied when a module closes."""
+    root = _Group(None, 1, 0)
+    stack = [root]
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped:
             continue
         if stripped == ")":
-            if not stack:
+            if len(stack) == 1:
                 raise SpecError(f"spec line {number}: unbalanced ')' (no container is open)")
-            parent, times, _ = stack.pop()
-            grow(parent, current, times, number)
-            current = parent
+            group = stack.pop()
+            _add(stack[-1], group, group.size, group.times, number, limit)
             continue
         match = _LINE.match(line)
         if not match:
@@ -142,23 +186,95 @@ def parse_printed(text: str, *, max_layers: int | None = None) -> tuple[list[dic
         cls = match.group("cls").split(".")[-1]
         times = _int(match.group("times") or "1", f"spec line {number}: the repeat count")
         rest = match.group("rest").rstrip()
+        key = match.group("key")
         if rest == "":
+            path = _join(stack[-1].path, key or "")
             if cls not in _CONTAINERS:
-                raise SpecError(
-                    f"spec line {number}: {cls if len(cls) <= 80 else short(cls)}(...) is a custom module, not nn.Sequential: print(model) does not show its "
-                    "forward(), so the order of its children and any residual add or branching are unknown. Write it as "
-                    'JSON layers, e.g. {"type": "residual", "body": [...], "shortcut": [...]} or {"type": "concat", "branches": [...]}'
-                )
-            stack.append((current, times, number))
-            current = []
+                on_module(cls, number, path)
+            stack.append(_Group(key, times, number, path))
             continue
-        layer = _leaf(cls, rest, number)
-        grow(current, [(layer, number)], times, number)
-    if stack:
-        raise SpecError(f"spec line {stack[-1][2]}: the container opened here is never closed with ')'")
-    if not current:
+        _add(stack[-1], (key, times, on_leaf(cls, rest, number), number), 1, times, number, limit)
+    if len(stack) > 1:
+        raise SpecError(f"spec line {stack[-1].line}: the container opened here is never closed with ')'")
+    if not root.size:
         raise SpecError("spec has no layers")
-    return [dict(layer) for layer, _ in current], [number for _, number in current]
+    return root
+
+
+def _add(parent: _Group, item, size: int, times: int, number: int, limit: int) -> None:
+    if parent.size + size * times > limit:
+        raise _limit(
+            "max_layers",
+            f"spec line {number}: the text expands to more than max_layers={limit:,} layers "
+            f"({size:,} x {times:,} repeats on top of {parent.size:,})",
+        )
+    if size:  # `1000000000 x Sequential()` adds nothing: its repeats are never walked
+        parent.items.append(item)
+        parent.size += size * times
+
+
+def flatten_tree(root: _Group):
+    """(what on_leaf gave, line, module path) of every leaf in print order, repeats expanded lazily (no recursion)."""
+    # a frame: [iterator over the items of the current repeat, its path, the group, iterator over the repeats' keys, parent's path]
+    stack = [[iter(root.items), "", root, iter(()), ""]]
+    while stack:
+        frame = stack[-1]
+        item = next(frame[0], None)
+        if item is None:
+            prefix = next(frame[3], None)
+            if prefix is None:
+                stack.pop()
+            else:  # the group's next repeat: its items again, under the next key
+                frame[0], frame[1] = iter(frame[2].items), _join(frame[4], prefix)
+            continue
+        if item.__class__ is _Group:
+            keys = repeat_keys(item.key, item.times)
+            stack.append([iter(item.items), _join(frame[1], next(keys)), item, keys, frame[1]])
+            continue
+        key, times, payload, number = item
+        for k in repeat_keys(key, times):
+            yield payload, number, _join(frame[1], k)
+
+
+def _parse_printed(text: str, *, max_layers: int | None = None) -> tuple[list[dict], list[int], list[str]]:
+    """parse_printed, and each layer's module path (`features.0`, `0` ...)."""
+    limit = TEXT_MAX_LAYERS if max_layers is None else max_layers
+
+    def refuse(cls: str, number: int, path: str) -> None:
+        raise _hidden_forward(text, number, cls, path)
+
+    root = read_tree(text, limit, _leaf, refuse)
+    layers, lines, paths = [], [], []
+    for layer, number, path in flatten_tree(root):
+        layers.append(dict(layer))
+        lines.append(number)
+        paths.append(path)
+    return layers, lines, paths
+
+
+_OPENS = re.compile(r"^[^\S\n]*(?:\([^)\n]*\)[^\S\n]*:[^\S\n]*)?(?:\d+[^\S\n]+x[^\S\n]+)?([A-Za-z_][\w.]*)[^\S\n]*\($", re.M)
+
+
+def _hidden_forward(text: str, number: int, cls: str, path: str) -> PrintedModuleError:
+    """The error for a custom module: which one hides its forward, what else does, and the one line that helps."""
+    name = cls if len(cls) <= 80 else short(cls)
+    where = f"module {path!r}" if path else "the top-level module"
+    others: dict[str, int] = {}
+    for found in _OPENS.finditer(text):
+        other = found.group(1).split(".")[-1]
+        if other not in _CONTAINERS and other != cls and len(others) < 50:
+            others[other] = others.get(other, 0) + 1
+    more = ""
+    if others:
+        shown = ", ".join(f"{k if len(k) <= 40 else short(k, 40)} x{v}" for k, v in list(others.items())[:5])
+        more = f" (other custom modules in this print: {shown}{', ...' if len(others) > 5 else ''})"
+    return PrintedModuleError(
+        f"spec line {number}: {name}(...) is a custom module ({where}), not nn.Sequential: print(model) does not show its forward(), "
+        f"so the order of its children and any residual add, branching or flatten are unknown, and the walk does not "
+        f"guess them{more}. For shapes, MACs and receptive fields export the whole graph to ONNX and pass the file as "
+        f"`model`: {EXPORT_LINE}. parameter_count reads this text as it is (params do not depend on forward()); or write "
+        'the network as JSON layers, e.g. {"type": "residual", "body": [...], "shortcut": [...]}'
+    )
 
 
 def _leaf(cls: str, rest: str, number: int) -> dict:
@@ -167,7 +283,10 @@ def _leaf(cls: str, rest: str, number: int) -> dict:
         near = difflib.get_close_matches(cls[:40], list(_PRINTED), n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
         name = cls if len(cls) <= 80 else short(cls)
-        raise SpecError(f"spec line {number}: unsupported layer {name}{hint}; the walk knows {known}, and nested Sequential")
+        raise PrintedModuleError(
+            f"spec line {number}: unsupported layer {name}{hint}; the walk knows {known}, and nested Sequential "
+            "(parameter_count reads any print(model), counting the layers it knows)"
+        )
     ltype, positional = _PRINTED[cls]
     if not rest.endswith(")"):
         raise SpecError(f"spec line {number}: {cls}({short(rest)} is missing its closing ')'")

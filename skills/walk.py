@@ -293,11 +293,11 @@ def walk(
         raise SpecError("give the network as `layers` (a JSON list of layer objects), `graph` (named nodes with inputs) or `spec` (the text print(model) shows)")
     if output is not None and graph is None:
         raise SpecError("output names a graph node: it is for `graph` specs only")
-    lines = None
+    lines = names = None
     if spec is not None:
-        from .textspec import parse_spec
+        from .textspec import parse_spec_named
 
-        layers, lines = parse_spec(spec, max_chars=max_spec_chars, max_layers=max_layers)
+        layers, lines, names = parse_spec_named(spec, max_chars=max_spec_chars, max_layers=max_layers)
     count_layers(layers if graph is None else graph, max_layers=max_layers, max_depth=max_depth)
     try:
         if graph is not None:
@@ -325,6 +325,9 @@ def walk(
         if lines is None:
             raise
         raise type(exc)(_with_line(str(exc), lines, spec)) from None
+    if names is not None:  # rows keep the module names print(model) shows
+        for rec, name in zip(records, names, strict=True):
+            rec.name = name or None
     if lines is not None and any(m.type == "avgpool2d" for m in models):
         state.warnings.append("print(model) does not show AvgPool2d's ceil_mode and count_include_pad: assumed False and True")
     return Walked(x, records, state.inner, state.order, out, state.warnings, state.nd)
@@ -447,7 +450,9 @@ def _target(done: Walked, at_layer: Any) -> Rec:
     """The record whose output pixel output_position names."""
     if at_layer is None:
         rec = done.out
-        if rec is not None and rec.y.flat:  # e.g. a classifier: its one output sees the whole map
+        if rec is None:
+            raise GeometryError("output_position names a pixel of the network's output, but the network has no layers")
+        if rec.y.flat:  # e.g. a classifier: its one output sees the whole map
             for r in reversed(done.records):
                 if not r.y.flat and r.rf is not None and _ancestor_of(r, rec):
                     done.warnings.append(
@@ -601,9 +606,20 @@ def parameter_count(
     max_depth: int | None = None,
     max_spec_chars: int | None = None,
 ) -> ParameterReport:
-    """Params and buffers per layer with the formula behind each; input_shape only where channels must be inferred."""
-    done = walk(input_shape, layers, spec, graph=graph, output=output, max_layers=max_layers, max_depth=max_depth,
-                max_spec_chars=max_spec_chars)
+    """Params and buffers per layer with the formula behind each; input_shape only where channels must be inferred.
+    A `spec` may be the print(model) of any module: params do not depend on forward(), so custom modules are read
+    as their module tree (skills.printtree)."""
+    from .textspec import PrintedModuleError
+
+    try:
+        done = walk(input_shape, layers, spec, graph=graph, output=output, max_layers=max_layers, max_depth=max_depth,
+                    max_spec_chars=max_spec_chars)
+    except PrintedModuleError:
+        if spec is None or layers is not None or graph is not None:
+            raise
+        from .printtree import parameter_count as by_module
+
+        return by_module(spec, max_layers=max_layers)
     params, buffers, _ = _totals(done.records)
     return construct(ParameterReport, PARAM_FIELDS, {
         "total_params": params, "total_buffers": buffers,
