@@ -4,7 +4,7 @@ Nothing in the file is executed and no tensor payload is loaded. A short scan of
 (ModelProto -> GraphProto -> initializer) notes each initializer's name, dims, element type and stored byte count,
 keeps the bytes of small ones whole (shape constants, clip bounds), and skips the rest; everything else (nodes,
 inputs, outputs, opsets, functions) is parsed by the `onnx` package from those bytes. So ResNet-50's 100 MB file is
-read in a few milliseconds from a read-only memory map whose weight pages are never touched, where `onnx.load`
+read in a few milliseconds, reading (os.pread) only the bytes the scan looks at, where `onnx.load`
 copies every weight twice (file bytes, then protobuf). An initializer whose stored bytes disagree with its dims
 (a truncated file, a 2 GiB claim over 0 bytes) is an error naming it; external data is never opened.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import mmap
 import os
 import stat
 from typing import Any
@@ -145,13 +144,48 @@ def read_path(path: Any, roots: list[str], max_bytes: int | None = MAX_MODEL_BYT
             raise _too_big(size, max_bytes, f"model file {short(path)}")
         if size == 0:
             raise SpecError(f"model file {short(path)} is empty (0 bytes): not an ONNX model")
-        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        return scan(FileBytes(fd, size), label=os.path.basename(real))
     finally:
         os.close(fd)
-    try:
-        return scan(mapped, label=os.path.basename(real))
-    finally:
-        mapped.close()
+
+
+class FileBytes:
+    """An open file as the scan reads it, `buf[i]` and `buf[a:b]`, read on demand with os.pread in small chunks: only
+    the bytes the scan looks at are read (headers, nodes, small tensors), never a weight's payload. Not a memory map:
+    a file that shrinks while it is read is then a 'truncated' error, where a map would kill the process (SIGBUS)."""
+
+    CHUNK = 8192
+
+    def __init__(self, fd: int, size: int):
+        self.fd, self.size, self.chunks = fd, size, {}
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _chunk(self, i: int) -> bytes:
+        chunk = self.chunks.get(i)
+        if chunk is None:
+            if len(self.chunks) >= 256:
+                self.chunks.clear()
+            chunk = self.chunks[i] = os.pread(self.fd, self.CHUNK, i * self.CHUNK)
+        return chunk
+
+    def __getitem__(self, key):
+        if key.__class__ is int:
+            chunk = self._chunk(key // self.CHUNK)
+            offset = key % self.CHUNK
+            if offset >= len(chunk):
+                raise _Bad(f"the file ends at byte {key:,} (it is truncated, or shrank while it was read)")
+            return chunk[offset]
+        start, stop = key.start, key.stop
+        if stop - start > 4 * self.CHUNK:
+            data = os.pread(self.fd, stop - start, start)
+        else:
+            first, last = start // self.CHUNK, (stop - 1) // self.CHUNK
+            data = b"".join(self._chunk(i) for i in range(first, last + 1))[start - first * self.CHUNK: stop - first * self.CHUNK]
+        if len(data) < stop - start:
+            raise _Bad(f"the file ends before byte {stop:,} (it is truncated, or shrank while it was read)")
+        return data
 
 
 def read_base64(text: Any, max_bytes: int | None = MAX_MODEL_BYTES) -> ModelFile:
@@ -244,8 +278,9 @@ def _header(buf, start: int, end: int) -> tuple[str, list[int], int, int | None,
         elif field in (T_FLOAT, T_DOUBLE) and wire == 2:
             typed += (value[1] - value[0]) // (4 if field == T_FLOAT else 8)
         elif field in (T_INT32, T_INT64, T_UINT64) and wire == 2:
-            chunk = bytes(buf[value[0]:value[1]])
-            typed += len(chunk.translate(None, _HIGH))  # one varint ends at each byte < 0x80
+            for p in range(value[0], value[1], 1 << 20):  # in pieces: a large packed field is never held whole
+                chunk = bytes(buf[p:min(p + (1 << 20), value[1])])
+                typed += len(chunk.translate(None, _HIGH))  # one varint ends at each byte < 0x80
         elif field in (T_FLOAT, T_INT32, T_INT64, T_DOUBLE, T_UINT64, T_STRING):
             typed += 1
         elif field == T_EXTERNAL:
@@ -280,7 +315,7 @@ def _check_tensor(name: str, dims: list[int], dtype: int, raw: int | None, typed
 
 
 def scan(buf, *, label: str = "model") -> ModelFile:
-    """The model in `buf` (bytes or a read-only mmap) without its large initializers' payloads."""
+    """The model in `buf` (bytes, or a FileBytes reading a file) without its large initializers' payloads."""
     import onnx
 
     end = len(buf)

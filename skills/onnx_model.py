@@ -185,13 +185,18 @@ def _order(nodes, sources: set[str]) -> list[int]:
     return order
 
 
-def _infer(cv: Converted, model, first: str, dims: list[int] | None, symbols: dict[str, int], mf: ModelFile) -> dict:
-    """Every tensor's shape as onnx.shape_inference finds it (with the input's dims filled in), dims None where unknown."""
+def _infer(cv: Converted, cw: _Converter, first: str, dims: list[int] | None, symbols: dict[str, int]) -> dict:
+    """Every tensor's shape as onnx.shape_inference finds it (the input's dims filled in), dims None where unknown.
+
+    Shape inference runs without its data propagation (data_prop=True materialises values: a ConstantOfShape of a
+    corrupt length made it allocate without bound). Instead, the values of constant and shape subgraphs that nodes on
+    the activations read (Reshape's target, Pad's pads) are folded here, bounded (_Converter.value), and handed to it
+    as initializers; repeated while that lets it find more shapes (a Shape of a tensor it has just sized)."""
     import onnx
-    from onnx import helper, shape_inference
+    from onnx import helper, numpy_helper, shape_inference
 
     m = onnx.ModelProto()
-    m.CopyFrom(model)
+    m.CopyFrom(cw.mf.model)
     g = m.graph
     for vi in g.input:
         if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
@@ -205,21 +210,68 @@ def _infer(cv: Converted, model, first: str, dims: list[int] | None, symbols: di
                 if not d.HasField("dim_value") and d.dim_param in symbols:
                     d.dim_value = symbols[d.dim_param]
     present = {vi.name for vi in g.input} | {t.name for t in g.initializer}
-    for name, t in mf.tensors.items():  # large initializers are described, not held: their types stand for them
+    for name, t in cw.mf.tensors.items():  # large initializers are described, not held: their types stand for them
         if name not in present:
             g.input.append(helper.make_tensor_value_info(name, t.dtype or onnx.TensorProto.FLOAT, list(t.dims)))
-    try:
-        inferred = shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
-    except Exception as exc:  # the ops the table knows are still walked; the others get unknown shapes
-        cv.warnings.append(f"onnx.shape_inference failed ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
-                           "ops the walk does not analyse get unknown shapes")
-        return {}
     shapes: dict[str, list[int | None]] = {}
-    for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
-        t = vi.type.tensor_type
-        if vi.type.HasField("tensor_type") and t.HasField("shape"):
-            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    folded: set[str] = set()
+    for _ in range(4):
+        try:
+            inferred = shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=False)
+        except Exception as exc:  # the ops the table knows are still walked; the others get unknown shapes
+            cv.warnings.append(f"onnx.shape_inference failed ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
+                               "ops the walk does not analyse get unknown shapes")
+            break
+        for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+            t = vi.type.tensor_type
+            if vi.type.HasField("tensor_type") and t.HasField("shape"):
+                shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if dims is None:
+            break
+        cw.shapes, cw.values = dict(shapes), {}
+        new = {}
+        for node in g.node:
+            if not any(cw.kind.get(t) == "act" for t in node.input if t):
+                continue
+            for t in node.input:
+                if t and t not in folded and cw.kind.get(t) in ("const", "meta") and t not in present and t not in new:
+                    v = cw.value(t)
+                    if v is not None and v.size <= 4096:
+                        new[t] = v
+        if not new:
+            break
+        for t, v in new.items():
+            g.initializer.append(numpy_helper.from_array(v, f"{t}::folded"))
+            folded.add(t)
+        for node in g.node:
+            if any(cw.kind.get(t) == "act" for t in node.input if t):
+                for k, t in enumerate(node.input):
+                    if t in new:
+                        node.input[k] = f"{t}::folded"
     return shapes
+
+
+def _classify(g, order: list[int], acts_in, tensors) -> dict[str, str]:
+    """Each tensor's kind: 'act' (computed from the network's input), 'const' (from stored tensors only), 'meta' (from
+    shapes: Shape, Size and what computes on them), 'side' (statistics, indices and masks beside an op's output)."""
+    kind = {vi.name: "act" for vi in acts_in}
+    for name in tensors:
+        kind[name] = "const"
+    for i in order:
+        node = g.node[i]
+        ins = [kind.get(t) for t in node.input if t]
+        if node.op_type in ("Shape", "Size"):
+            out = "meta"
+        elif "act" in ins:
+            out = "act"
+        elif "meta" in ins:
+            out = "meta"
+        else:
+            out = "const"
+        for k, t in enumerate(node.output):
+            if t:
+                kind[t] = "side" if out == "act" and k > 0 and node.op_type in SIDE_OUTPUTS else out
+    return kind
 
 
 # ---------------------------------------------------------------- one node
@@ -953,7 +1005,41 @@ class _Converter:
         ins = [self.value(i) if i else None for i in node.input]
         if any(v is None for i, v in zip(node.input, ins, strict=True) if i):
             return None
+        if _fold_size(op, ins, attrs) > 65536:  # checked before anything is computed: values stay small
+            return None
         return fold(ins, attrs)
+
+
+def _fold_size(op: str, ins: list, attrs: dict) -> int:
+    """How many values a fold would produce, from its inputs' sizes and values alone."""
+    import numpy as np
+
+    present = [v for v in ins if v is not None]
+    if op in ("Add", "Sub", "Mul", "Div"):
+        try:
+            return math.prod(np.broadcast_shapes(*(v.shape for v in present)))
+        except ValueError:
+            return 1 << 62
+    if op == "Concat":
+        return sum(v.size for v in present)
+    if op == "Gather":
+        data, index = ins[0], ins[1]
+        axis = attrs.get("axis", 0)
+        return index.size * (data.size // max(1, data.shape[axis] if data.ndim else 1))
+    if op == "Range":
+        start, limit, delta = (float(v.reshape(-1)[0]) for v in ins[:3])
+        return 1 << 62 if delta == 0 or not all(map(math.isfinite, (start, limit, delta))) else max(0, math.ceil((limit - start) / delta))
+    if op in ("ConstantOfShape", "Expand"):
+        shape = [int(v) for v in ins[-1].reshape(-1)]
+        if any(d < 0 for d in shape):
+            return 1 << 62
+        if op == "Expand":
+            try:
+                return math.prod(np.broadcast_shapes(ins[0].shape, tuple(shape)))
+            except ValueError:
+                return 1 << 62
+        return math.prod(shape)
+    return max((v.size for v in present), default=0)  # the others keep or shrink their input
 
 
 def _fold_reshape(ins, attrs):
@@ -1104,17 +1190,15 @@ def convert(mf: ModelFile, input_shape: Any = None, *, need_shapes: bool = True,
     dims, cv.no_shape = _fill(first.name, declared, input_shape, need_shapes)
     cv.input_text = f"input {first.name!r} {_shown(declared) if declared is not None else '(no shape)'}"
     symbols = {d: v for d, v in zip(declared or [], dims or [], strict=False) if isinstance(d, str) and d != "?"}
-    cw.shapes = _infer(cv, model, first.name, dims, symbols, mf)
+    cw.kind = _classify(g, order, acts_in, tensors)
+    cw.shapes = _infer(cv, cw, first.name, dims, symbols)
+    cw.values = {}
     for name, info in tensors.items():
         cw.shapes.setdefault(name, list(info.dims))
     if dims is None:  # params only: no sizes are known, only ranks
         cw.shapes = {k: ([None] * len(v) if k not in tensors else v) for k, v in cw.shapes.items()}
     cv.input_shape = dims
 
-    for vi in acts_in:
-        cw.kind[vi.name] = "act"
-    for name in tensors:
-        cw.kind[name] = "const"
     walk_name: dict[str, str] = {first.name: "input"}
     used = {"input"}
 
@@ -1152,19 +1236,7 @@ def convert(mf: ModelFile, input_shape: Any = None, *, need_shapes: bool = True,
 
     for i in order:
         node = g.node[i]
-        ins = [cw.kind.get(t) for t in node.input if t]
-        if node.op_type in ("Shape", "Size"):
-            out_kind = "meta"
-        elif "act" in ins:
-            out_kind = "act"
-        elif "meta" in ins:
-            out_kind = "meta"
-        else:
-            out_kind = "const"
-        for k, t in enumerate(node.output):
-            if t:
-                cw.kind[t] = "side" if out_kind == "act" and k > 0 and node.op_type in SIDE_OUTPUTS else out_kind
-        if out_kind != "act":
+        if not node.output or cw.kind.get(node.output[0]) != "act":
             continue
         op_type = node.op_type if (node.domain or "") in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         name = unique(node.name or f"{node.op_type}_{i}")
@@ -1180,7 +1252,11 @@ def convert(mf: ModelFile, input_shape: Any = None, *, need_shapes: bool = True,
                     op.stored_inputs()
                     why = "is not analysed" if (node.domain or "") in ("", "ai.onnx") else f"(domain {node.domain!r}) is not analysed"
                     raise Unanalysed(f"op {node.op_type} {why}: its output shape comes from onnx.shape_inference", None)
-                spec = fn(op)
+                try:
+                    spec = fn(op)
+                except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError, ZeroDivisionError) as exc:
+                    # an attribute of the wrong type, an input too short: the file is malformed here, the rest may not be
+                    raise Unanalysed(f"its attributes or inputs cannot be read ({type(exc).__name__}: {str(exc)[:80]})", None) from None
             if spec["type"] not in ("add", "mul", "concat", "pointwise") and node.input and node.input[0] != acts[0]:
                 raise Unanalysed("its first input is not the activation it transforms", None)
             inputs = acts if spec["type"] in ("add", "mul", "concat") else acts[:1]

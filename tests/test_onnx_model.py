@@ -773,3 +773,110 @@ def test_the_export_line_is_one_runnable_line():
     assert EXPORT_LINE.startswith("torch.onnx.export(model, torch.zeros(1, 3, 224, 224), \"model.onnx\", dynamo=False")
     compile(EXPORT_LINE, "<export>", "eval")
     assert "dynamo" in str(__import__("inspect").signature(torch.onnx.export))
+
+
+def test_a_file_that_shrinks_while_it_is_read_is_a_truncated_file_not_a_crash(tmp_path):
+    import os
+
+    from skills.onnx_file import FileBytes
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_tiny())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        claimed = len(_tiny()) + 100  # the size fstat saw before the file was cut short
+        with pytest.raises(SpecError, match="is truncated, or shrank while it was read"):
+            scan(FileBytes(fd, claimed))
+    finally:
+        os.close(fd)
+
+
+def test_external_weights_are_counted_from_their_dims_and_never_opened(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")]
+    graph = helper.make_graph(nodes, "g", [vi("x", [1, 3, 32, 32])], [vi("y", None)], [weight("w", [64, 3, 3, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    (tmp_path / "weights.bin").unlink()  # never read: its absence changes nothing
+    report = analyse("shape_calculator", "m.onnx", roots=[str(tmp_path)])
+    assert (report.total_params, report.output_shape) == (64 * 27, [1, 64, 30, 30])
+
+
+def test_initializers_listed_as_graph_inputs_are_weights_not_inputs():
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(1, 3, 8, 8), f, dynamo=False, keep_initializers_as_inputs=True)
+    report = analyse_file("shape_calculator", scan(f.getvalue()))
+    assert (report.input_shape, report.total_params, report.output_shape) == ([1, 3, 8, 8], 8 * 27 + 8, [1, 8, 6, 6])
+    assert not [w for w in report.warnings if "inputs" in w]
+
+
+def _fuzz_base() -> bytes:
+    """A small model with constant subgraphs and most mapped ops: the bytes the fuzz breaks."""
+    import numpy as np
+
+    c = numpy_helper.from_array
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn"),
+        helper.make_node("Clip", ["n", "lo", "hi"], ["r"], name="relu6"),
+        helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        helper.make_node("Constant", [], ["four"], value=c(np.array([4], np.int64))),
+        helper.make_node("ConstantOfShape", ["four"], ["zeros"], value=c(np.array([0], np.int64))),
+        helper.make_node("Concat", ["pp", "zeros"], ["pads"], axis=0),
+        helper.make_node("Pad", ["p", "pads"], ["q"], name="pad"),
+        helper.make_node("Resize", ["q", "", "scales"], ["u"], name="up", mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("Shape", ["u"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Unsqueeze", ["batch", "zero1"], ["b1"]),
+        helper.make_node("Concat", ["b1", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["u", "target"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc", transB=1),
+    ]
+    inits = [weight("w", [4, 3, 3, 3]), weight("b", [4]), weight("s", [4]), weight("m", [4]), weight("v", [4]),
+             c(np.array(0.0, np.float32), "lo"), c(np.array(6.0, np.float32), "hi"), c(np.array([0, 0, 1, 0], np.int64), "pp"),
+             c(np.array([1, 1, 2, 2], np.float32), "scales"), c(np.array(0, np.int64), "zero"), c(np.array([0], np.int64), "zero1"),
+             c(np.array([-1], np.int64), "minus1"), weight("fc", [5, 4 * 10 * 8])]
+    return model_bytes(nodes, [vi("x", [1, 3, 8, 8])], [vi("y", None)], inits)
+
+
+def test_the_fuzz_base_walks_completely():
+    data = _fuzz_base()
+    report = analyse_file("shape_calculator", scan(data))
+    assert report.output_shape == [1, 5] and report.warnings == []  # the Shape -> Gather -> Concat -> Reshape folded
+    assert [r.type for r in report.layers] == ["conv2d", "batchnorm2d", "relu6", "maxpool2d", "zeropad2d", "upsample", "flatten", "linear"]
+    assert report.completeness.shapes.status == report.completeness.receptive_field.status == "complete"
+
+
+def test_broken_bytes_give_a_result_or_a_clear_error_never_a_crash():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    base = _fuzz_base()
+    edits = st.lists(st.tuples(st.integers(0, len(base) - 1), st.sampled_from(["set", "cut", "insert", "end"]), st.binary(min_size=1, max_size=8)),
+                     min_size=1, max_size=4)
+
+    @settings(max_examples=300, deadline=None)
+    @given(edits)
+    def broken(changes):
+        data = bytearray(base)
+        for at, how, value in changes:
+            at %= max(1, len(data))
+            if how == "set":
+                data[at:at + len(value)] = value
+            elif how == "cut":
+                del data[at:at + len(value)]
+            elif how == "insert":
+                data[at:at] = value
+            else:
+                del data[at:]
+        for tool in ("shape_calculator", "receptive_field", "parameter_count"):
+            try:
+                analyse_file(tool, scan(bytes(data)), output_position=[0, 0] if tool == "receptive_field" else None)
+            except ConvError:
+                pass
+
+    broken()
