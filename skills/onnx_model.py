@@ -233,6 +233,9 @@ def _infer(cv: Converted, cw: _Converter, first: str, dims: list[int] | None, sy
         for node in g.node:
             if not any(cw.kind.get(t) == "act" for t in node.input if t):
                 continue
+            known = shapes.get(node.output[0]) if node.output else None
+            if known is not None and None not in known:
+                continue  # sized already: its constant inputs add nothing
             for t in node.input:
                 if t and t not in folded and cw.kind.get(t) in ("const", "meta") and t not in present and t not in new:
                     v = cw.value(t)
