@@ -1225,7 +1225,7 @@ def convert(mf: ModelFile, input_shape: Any = None, *, need_shapes: bool = True,
         shape = cw.shapes.get(vi.name)
         known = shape is not None and all(isinstance(d, int) and d >= 1 for d in shape)
         cv.graph.append({"name": name, "inputs": ["input"], "type": "opaque", "output_shape": shape if known else None,
-                         "macs": 0, "op_type": "graph input"})
+                         "macs": 0, "op_type": "graph input", "reason": "a second model input: the walk follows the first one"})
         info = NodeInfo("graph input")
         info.analysed, info.reason = False, "a second model input: the walk follows the first one"
         cv.info[name] = info
@@ -1266,7 +1266,8 @@ def convert(mf: ModelFile, input_shape: Any = None, *, need_shapes: bool = True,
         except Unanalysed as why:
             op.stored_inputs()
             out = op.out_shape(0)
-            spec = {"type": "opaque", "output_shape": out, "macs": why.macs}
+            note = why.reason if "not analysed" in why.reason else f"not analysed: {why.reason}"
+            spec = {"type": "opaque", "output_shape": out, "macs": why.macs, "reason": note[:500]}
             inputs = acts
             info.analysed, info.reason, info.macs_known = False, why.reason, why.macs is not None
         info.holds_weights = any(w["shared_with"] is None for w in op.weights)
@@ -1283,7 +1284,7 @@ def convert(mf: ModelFile, input_shape: Any = None, *, need_shapes: bool = True,
                 extra = unique(f"{name}:{k}")
                 shape = op.out_shape(k)
                 cv.graph.append({"name": extra, "inputs": [walk_name[a] for a in acts], "type": "opaque",
-                                 "output_shape": shape, "macs": 0, "op_type": op_type})
+                                 "output_shape": shape, "macs": 0, "op_type": op_type, "reason": f"output {k} of {name!r}"[:500]})
                 sub = NodeInfo(op_type)
                 sub.analysed, sub.reason = False, f"output {k} of {name!r}"
                 cv.info[extra] = sub

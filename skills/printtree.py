@@ -64,6 +64,7 @@ def parameter_count(spec: str, *, max_layers: int | None = None) -> ParameterRep
         rows.append(construct(ParamRow, PARAM_ROW_FIELDS, {
             "index": i, "path": leaf.path, "type": ltype, "params": p, "buffers": b, "formula": formula,
             "buffers_formula": bformula, "name": leaf.path or None, "op_type": None,
+            "note": None if known else formula,
         }))
     warnings = []
     if custom:

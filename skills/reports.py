@@ -73,6 +73,7 @@ class ShapeRow(BaseModel):
     activation_bytes: int = Field(description="memory of this layer's output: elements * 4 (float32)")
     name: str | None = Field(None, description="graph node name (graph specs, model files), or the module path print(model) shows")
     op_type: str | None = Field(None, description="the op the node came from (a model file's ONNX op_type)")
+    note: str | None = Field(None, description="why an opaque node is not analysed")
 
 
 # Row lists are published as bare arrays, their fields named in the description. The SDK's client validates
@@ -145,6 +146,7 @@ class RFRow(BaseModel):
     effective_padding: Numbers
     name: str | None = None
     op_type: str | None = None
+    note: str | None = None
 
 
 RFRows = Annotated[list[RFRow], LIGHT_ROWS]
@@ -181,6 +183,7 @@ class ParamRow(BaseModel):
     buffers_formula: str | None = None
     name: str | None = None
     op_type: str | None = None
+    note: str | None = None
 
 
 ParamRows = Annotated[list[ParamRow], LIGHT_ROWS]
@@ -223,6 +226,11 @@ RF_FIELDS = set(ReceptiveFieldReport.model_fields)
 PARAM_FIELDS = set(ParameterReport.model_fields)
 
 
+def _note(r: Rec) -> str | None:
+    """Why a record is not analysed (an opaque node's reason), else None."""
+    return r.layer.reason if r.type == "opaque" and r.layer is not None else None
+
+
 def _dims(t) -> list:
     """A shape's dims, or [] while one is unknown (after a node whose output shape is not known)."""
     dims = t.dims()
@@ -239,7 +247,7 @@ def shape_rows(records: list[Rec]) -> list[ShapeRow]:
             "index": r.index, "path": r.path, "type": r.type, "input_shape": _dims(r.x),
             "output_shape": _dims(y), "params": r.params, "buffers": r.buffers, "macs": r.macs, "receptive_field": size,
             "effective_stride": stride, "effective_padding": pad, "activation_bytes": y.elements() * BYTES_PER_ELEMENT,
-            "name": r.name, "op_type": r.op_type,
+            "name": r.name, "op_type": r.op_type, "note": _note(r),
         }))
     return rows
 
@@ -252,7 +260,7 @@ def rf_rows(records: list[Rec]) -> list[RFRow]:
         append(construct(RFRow, RF_ROW_FIELDS, {
             "index": r.index, "path": r.path, "type": r.type, "output_shape": _dims(r.y),
             "receptive_field": size, "effective_stride": stride, "effective_padding": pad, "name": r.name,
-            "op_type": r.op_type,
+            "op_type": r.op_type, "note": _note(r),
         }))
     return rows
 
@@ -262,7 +270,7 @@ def param_rows(records: list[Rec]) -> list[ParamRow]:
         construct(ParamRow, PARAM_ROW_FIELDS, {
             "index": r.index, "path": r.path, "type": r.type, "params": r.params, "buffers": r.buffers,
             "formula": text(r.formula), "buffers_formula": text(r.buffers_formula), "name": r.name,
-            "op_type": r.op_type,
+            "op_type": r.op_type, "note": _note(r),
         })
         for r in records
     ]
@@ -274,6 +282,8 @@ def _row(row: BaseModel) -> dict:
         del d["name"]
     if d.get("op_type", 0) is None:  # and only a model file's rows an op_type
         del d["op_type"]
+    if d.get("note", 0) is None:  # or a note
+        del d["note"]
     return d
 
 

@@ -424,6 +424,7 @@ class Opaque(_Layer):
     type: Literal["opaque"] = "opaque"
     output_shape: Annotated[list[PosInt], Field(max_length=8)] | None = None
     macs: Annotated[int, Field(ge=0)] | None = None
+    reason: Annotated[str, Field(max_length=500)] | None = None  # why it is not analysed: its rows' `note`
 
 
 _MERGES = TypeAdapter(Annotated[Add | Mul | Cat | Opaque, Field(discriminator="type")])

@@ -662,6 +662,8 @@ def test_an_unknown_op_continues_through_shape_inference_and_names_the_node_wher
     data = model_bytes(nodes, [vi("x", [1, 3, 16, 16])], [vi("y", None)], [weight("w", [8, 3, 3, 3]), weight("w2", [4, 8, 3, 3])])
     report = analyse_file("shape_calculator", scan(data))
     assert [r.type for r in report.layers] == ["conv2d", "opaque", "conv2d"]
+    assert report.layers[1].note == "op LRN is not analysed: its output shape comes from onnx.shape_inference"
+    assert report.layers[0].note is None
     assert report.output_shape == inferred(data)["y"] == [1, 4, 12, 12]
     assert report.total_params == 8 * 27 + 4 * 72
     c = report.completeness

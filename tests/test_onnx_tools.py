@@ -161,6 +161,7 @@ async def test_symbolic_dims_need_input_shape_and_an_unknown_op_leaves_a_partial
     assert missing.is_error and "N (axis 0), H (axis 2), W (axis 3) are symbolic" in missing.content[0].text
     data = given.structured_content
     assert data["output_shape"] == [2, 4, 30, 30] and data["layers"][1]["type"] == "opaque"
+    assert data["layers"][1]["note"].startswith("op LRN is not analysed") and "note" not in data["layers"][0]
     assert data["completeness"]["receptive_field"] == {
         "status": "partial", "from_node": "lrn", "reason": "LRN: op LRN is not analysed: its output shape comes from onnx.shape_inference"}
     assert "receptive field partial from node 'lrn'" in given.content[0].text
