@@ -10,7 +10,7 @@ from pydantic import Field
 from skills.arithmetic import OutputSizeResult, conv_output_size
 
 from .apps_view import apps_extension
-from .argtypes import ConvPadding, IntOrPair, NonNegOrPair
+from .argtypes import ConvPaddingAxes, IntOrAxes, NonNegOrAxes
 from .completions import register_completions
 from .conv_tools import TEMPLATE_COMPLETIONS
 from .conv_tools import register as register_conv
@@ -23,12 +23,13 @@ from .walk_tools import register as register_walk
 
 INSTRUCTIONS = """\
 Convolution arithmetic and CNN planning, computed exactly as PyTorch does it (torch.nn semantics, \
-[C, H, W] or [N, C, H, W] layout, every spatial value reported per axis as [h, w]).
+PyTorch layout [C, H, W] or [N, C, H, W]; 1-D [C, L] and 3-D [C, D, H, W] too; every spatial value reported \
+per axis).
 Call a tool instead of doing conv arithmetic in your head:
-- conv_output_size: the output size of ONE Conv2d, MaxPool2d/AvgPool2d (kind="pool") or \
-ConvTranspose2d (kind="transpose"), with the formula written out.
-- shape_calculator: walk a whole network spec (JSON layers, or the text of print(model)) and get every \
-layer's output shape, params, MACs and receptive field.
+- conv_output_size: the output size of ONE conv, pool (kind="pool") or transposed conv (kind="transpose"), \
+1-D, 2-D or 3-D, with the formula written out.
+- shape_calculator: walk a whole network (JSON layers, a graph of named nodes for U-Nets and other DAGs, or \
+the text of print(model)) and get every layer's output shape, params, MACs and receptive field.
 - receptive_field: receptive field, effective stride and effective padding per layer; with \
 output_position, the exact input region one output pixel sees.
 - parameter_count: params and buffers per layer with the formula behind each number.
@@ -55,24 +56,24 @@ def build_server() -> MCPServer:
     @server.tool(name="conv_output_size", title="Output size of one conv, pool or transposed conv", annotations=READ_ONLY)
     @domain_errors
     async def conv_output_size_tool(
-        input_size: Annotated[IntOrPair, Field(description="input spatial size: H (square) or [H, W]")],
-        kernel_size: Annotated[IntOrPair, Field(description="kernel size: K or [kH, kW]")],
+        input_size: Annotated[IntOrAxes, Field(description="input spatial size: an int (every axis), [H, W], [L] or [D, H, W]")],
+        kernel_size: Annotated[IntOrAxes, Field(description="kernel size: K, or one per axis")],
         stride: Annotated[
-            IntOrPair | None, Field(description="stride; default 1, or kernel_size for kind 'pool' (as nn.MaxPool2d)")
+            IntOrAxes | None, Field(description="stride; default 1, or kernel_size for kind 'pool' (as nn.MaxPool2d)")
         ] = None,
         padding: Annotated[
-            ConvPadding,
-            Field(description="padding per side: P or [pH, pW]; 'same'/'valid' for kind 'conv' (PyTorch's rule)"),
+            ConvPaddingAxes,
+            Field(description="padding per side: P, or one per axis; 'same'/'valid' for kind 'conv' (PyTorch's rule)"),
         ] = 0,
-        dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,
+        dilation: Annotated[IntOrAxes, Field(description="dilation: D, or one per axis")] = 1,
         ceil_mode: Annotated[bool, Field(description="pooling only: ceil instead of floor (PyTorch drops a last window starting in the right padding)")] = False,
-        output_padding: Annotated[NonNegOrPair, Field(description="transposed conv only: extra size on the bottom/right, < max(stride, dilation)")] = 0,
-        kind: Annotated[Literal["conv", "pool", "transpose"], Field(description="conv (nn.Conv2d), pool (nn.MaxPool2d/AvgPool2d) or transpose (nn.ConvTranspose2d)")] = "conv",
+        output_padding: Annotated[NonNegOrAxes, Field(description="transposed conv only: extra size on the bottom/right, < max(stride, dilation)")] = 0,
+        kind: Annotated[Literal["conv", "pool", "transpose"], Field(description="conv (nn.ConvNd), pool (nn.MaxPoolNd/AvgPoolNd) or transpose (nn.ConvTransposeNd)")] = "conv",
     ) -> Annotated[CallToolResult, OutputSizeResult]:
-        """Output [h, w] of one Conv2d, pooling or ConvTranspose2d layer, exactly as PyTorch, with the arithmetic written out."""
+        """Output size of one Conv1d/2d/3d, pooling or ConvTranspose layer, exactly as PyTorch, with the arithmetic written out; all-int arguments mean 2-D ([h, w]), lists give the axes (1, 2 or 3)."""
         # async on purpose: microseconds of arithmetic, so it runs on the event loop instead of hopping to a thread.
         if kind != "conv" and isinstance(padding, str):
-            raise ToolError(f"padding={padding!r} is only for kind 'conv'; kind {kind!r} takes an int or [h, w]")
+            raise ToolError(f"padding={padding!r} is only for kind 'conv'; kind {kind!r} takes an int or a per-axis list")
         result = conv_output_size(input_size, kernel_size, stride, padding, dilation, ceil_mode, output_padding, kind)
         return structured(result, f"output_size = {result.output_size}  ({result.formula})")
 
