@@ -182,19 +182,21 @@ def rf_text(r: ReceptiveFieldReport) -> str:
         at = f" of layer {r.at_layer}" if r.at_layer is not None else ""
         head += f"\noutput pixel {r.output_position}{at} sees input {_region_axes(g)}" if g else f"\noutput pixel {r.output_position}{at} sees no input"
         if g:
-            head += f" (in the image: {_region_axes(c)})" if c else " (no image pixel)"
+            head += f" (in the image: {_region_axes(c, words=False)})" if c else " (no image pixel)"
     shown = [(x.name or str(x.index), x.type, str(x.output_shape), _p(x.receptive_field), _p(x.effective_stride), _p(x.effective_padding))
              for x in r.layers[:TEXT_ROWS]]
     return head + "\n" + _table(["#", "type", "output", "RF", "stride", "padding"], shown, len(r.layers)) + _warnings(r.warnings)
 
 
-def _region_axes(g) -> str:
+def _region_axes(g, words: bool = True) -> str:
     """A region as its inclusive ranges: 'rows/cols 3..9 x 0..6' (2-D), 'samples 3..9' (1-D), 'depth/rows/cols ... x ... x ...' (3-D)."""
     if hasattr(g, "start"):
-        return f"samples {g.start}..{g.end}"
-    if hasattr(g, "front"):
-        return f"depth/rows/cols {g.front}..{g.back} x {g.top}..{g.bottom} x {g.left}..{g.right}"
-    return f"rows/cols {g.top}..{g.bottom} x {g.left}..{g.right}"
+        text, word = f"{g.start}..{g.end}", "samples"
+    elif hasattr(g, "front"):
+        text, word = f"{g.front}..{g.back} x {g.top}..{g.bottom} x {g.left}..{g.right}", "depth/rows/cols"
+    else:
+        text, word = f"{g.top}..{g.bottom} x {g.left}..{g.right}", "rows/cols"
+    return f"{word} {text}" if words else text
 
 
 def param_text(r: ParameterReport) -> str:

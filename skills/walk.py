@@ -48,7 +48,7 @@ from .reports import (
     rf_rows,
     shape_rows,
 )
-from .rf import AxisRF
+from .rf import AXIS_NAMES, AxisRF
 from .rf import fields as rf_fields
 from .spec import (
     AdaptiveAvgPool,
@@ -248,7 +248,7 @@ def _input(input_shape: Any, nd: int | None, decider: str | None, flat_first: bo
     c, sp = dims[-nd - 1], tuple(dims[-nd:])
     last = sp[-1]
     if last in (1, 3, 4) and c > 8 * last and all(s > 8 * last for s in sp[:-1]):
-        names = ", ".join(["C", "L"] if nd == 1 else ["C", "D", "H", "W"][-nd - 1:])
+        names = ", ".join(["C", *AXIS_NAMES[nd]])
         warnings.append(
             f"input_shape {dims} looks channels-last ({last} channels at the end): the walk reads PyTorch's layout "
             f"[{names}], i.e. {c} channels of {'x'.join(map(str, sp))}; for {last} channels give "
