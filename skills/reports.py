@@ -196,8 +196,11 @@ PARAM_FIELDS = set(ParameterReport.model_fields)
 def shape_rows(records: list[Rec]) -> list[ShapeRow]:
     rows = []
     append = rows.append
+    last, size, stride, pad = (), None, None, None
     for r in records:
-        size, stride, pad = rf_fields(r.rf)
+        if r.rf is not last:  # layers that keep the receptive field (activations, norms) share their input's maps
+            last = r.rf
+            size, stride, pad = rf_fields(last)
         y = r.y
         append(construct(ShapeRow, SHAPE_ROW_FIELDS, {
             "index": r.index, "path": r.path, "type": r.type, "input_shape": r.x.dims(),
@@ -211,8 +214,11 @@ def shape_rows(records: list[Rec]) -> list[ShapeRow]:
 def rf_rows(records: list[Rec]) -> list[RFRow]:
     rows = []
     append = rows.append
+    last, size, stride, pad = (), None, None, None
     for r in records:
-        size, stride, pad = rf_fields(r.rf)
+        if r.rf is not last:
+            last = r.rf
+            size, stride, pad = rf_fields(last)
         append(construct(RFRow, RF_ROW_FIELDS, {
             "index": r.index, "path": r.path, "type": r.type, "output_shape": r.y.dims(),
             "receptive_field": size, "effective_stride": stride, "effective_padding": pad, "name": r.name,

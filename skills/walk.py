@@ -51,6 +51,7 @@ from .reports import (
 from .rf import AXIS_NAMES, AxisRF
 from .rf import fields as rf_fields
 from .spec import (
+    ND_OF,
     AdaptiveAvgPool,
     AdaptiveMaxPool,
     Add,
@@ -71,7 +72,6 @@ from .spec import (
     Unflatten,
     Upsample,
     count_layers,
-    nd_of,
     short,
     validate_graph,
     validate_layers,
@@ -97,31 +97,60 @@ class Walk:
         self.order: list[Rec] = []
         self.src: Rec | None = None  # the record whose output the layer being walked reads (None: the input)
         self.index = 0  # the top-level index of the layer being walked (its block's layers carry it too)
+        self.node: str | None = None  # the graph node being walked (None: a layer list)
 
-    def step(self, layer: Any, x: T, rf, src: Rec | None, index: int, path: str, label: str) -> Rec:
+    def label(self, path: str) -> str:
+        """How warnings and errors name the layer at `path`: `layer 4.body.1`, or `node 'up1'.body.0` in a graph."""
+        node = self.node
+        if node is None:
+            return f"layer {path}"
+        return f"node {node!r}{path[len(node):]}"
+
+    def step(self, layer: Any, x: T, rf, src: Rec | None, index: int, path: str) -> Rec:
         """One layer: its record, with errors prefixed by the layer's label."""
         rule = RULES.get(layer.__class__)
         if rule is None:  # activation, dropout, identity: shape unchanged, nothing learnt
-            rec = Rec(path, layer.type, x, x, rf=rf)
+            rec = Rec(path, layer.type, x, x, 0, 0, 0, "0", None, None, rf)
         else:
             self.src, self.index = src, index
             try:
-                rec = rule(self, layer, x, rf, path, label)
+                rec = rule(self, layer, x, rf, path)
             except ConvError as exc:
                 message = str(exc)
                 if message.startswith(("layer ", "node ")):
                     raise
-                raise type(exc)(f"{label} ({layer.type}): {message}") from None
+                raise type(exc)(f"{self.label(path)} ({layer.type}): {message}") from None
         rec.index, rec.layer = index, layer
-        if rec.srcs == ():
+        if rec.paths is None:  # a block's record has its paths' ends as sources
             rec.srcs = (src,)
         return rec
 
-    def sequence(self, layers: list, x: T, rf, src: Rec | None, prefix: str, label_prefix: str, out: list[Rec], index=None):
-        """Walk a layer list from x; returns (output shape, its receptive-field maps, its record)."""
+    def sequence(self, layers: list, x: T, rf, src: Rec | None, prefix: str, out: list[Rec], index=None):
+        """Walk a layer list from x; returns (output shape, its receptive-field maps, its record). (step() inlined: this
+        loop is the walk's hot path.)"""
         order = self.order
+        rules = RULES
         for i, layer in enumerate(layers):
-            rec = self.step(layer, x, rf, src, i if index is None else index, f"{prefix}{i}", f"{label_prefix}{i}")
+            rule = rules.get(layer.__class__)
+            path = f"{prefix}{i}"
+            idx = i if index is None else index
+            if rule is None:  # activation, dropout, identity: shape unchanged, nothing learnt
+                rec = Rec(path, layer.type, x, x, 0, 0, 0, "0", None, None, rf)
+                rec.srcs = (src,)
+            else:
+                self.src = src
+                self.index = idx
+                try:
+                    rec = rule(self, layer, x, rf, path)
+                except ConvError as exc:
+                    message = str(exc)
+                    if message.startswith(("layer ", "node ")):
+                        raise
+                    raise type(exc)(f"{self.label(path)} ({layer.type}): {message}") from None
+                if rec.paths is None:  # a block's record has its paths' ends as sources
+                    rec.srcs = (src,)
+            rec.index = idx
+            rec.layer = layer
             out.append(rec)
             order.append(rec)
             x, rf, src = rec.y, rec.rf, rec
@@ -129,32 +158,40 @@ class Walk:
 
     def graph(self, nodes: list, output: str, x: T, rf) -> tuple[list[Rec], Rec]:
         """Walk graph nodes in topological order; returns (one record per node, the output node's record)."""
-        made: dict[str, tuple[T, Any, Rec | None]] = {"input": (x, rf, None)}
+        made: dict[str, Rec | None] = {"input": None}
         records: list[Rec] = []
+        order = self.order
         for node in nodes:
-            label = f"node {node.name!r}"
             layer = node.layer
+            name = node.name
+            self.node = name
             if layer.__class__ in _MERGES:
-                ins = [made[n] for n in node.inputs]
+                label = f"node {name!r}"
+                srcs = tuple([made[n] for n in node.inputs])
+                xs = [x if s is None else s.y for s in srcs]
+                rfs = [rf if s is None else s.rf for s in srcs]
                 try:
-                    rec = merge(self, layer, [i[0] for i in ins], [i[1] for i in ins], tuple(i[2] for i in ins),
-                                list(node.inputs), node.name, label)
+                    rec = merge(self, layer, xs, rfs, srcs, list(node.inputs), name, label)
                 except ConvError as exc:
                     message = str(exc)
                     raise type(exc)(message if message.startswith("node ") else f"{label} ({layer.type}): {message}") from None
             else:
-                xin, rfin, src = made[node.inputs[0]]
-                rec = self.step(layer, xin, rfin, src, node.index, node.name, label)
-            rec.index, rec.name, rec.layer = node.index, node.name, layer
+                src = made[node.inputs[0]]
+                rec = self.step(layer, x if src is None else src.y, rf if src is None else src.rf, src, node.index, name)
+            rec.index, rec.name, rec.layer = node.index, name, layer
             records.append(rec)
-            self.order.append(rec)
-            made[node.name] = (rec.y, rec.rf, rec)
-        out = made[output][2]
+            order.append(rec)
+            made[name] = rec
+        out = made[output]
         feeding = _ancestors(out)
-        dead = [r.name for r in records if r not in feeding]
-        if dead:
-            shown = ", ".join(repr(n) for n in dead[:5]) + (f" and {len(dead) - 5} more" if len(dead) > 5 else "")
-            self.warnings.append(f"node{'s' if len(dead) > 1 else ''} {shown} do{'es' if len(dead) == 1 else ''} not feed the output {output!r} (counted in the totals, as PyTorch counts an unused module's params)")
+        if len(feeding) < len(order):
+            dead = [r.name for r in records if r not in feeding]
+            if dead:
+                shown = ", ".join(repr(n) for n in dead[:5]) + (f" and {len(dead) - 5} more" if len(dead) > 5 else "")
+                self.warnings.append(
+                    f"node{'s' if len(dead) > 1 else ''} {shown} do{'es' if len(dead) == 1 else ''} not feed the output {output!r} "
+                    "(counted in the totals, as PyTorch counts an unused module's params)"
+                )
         return records, out
 
 
@@ -173,49 +210,45 @@ def _ancestors(rec: Rec) -> set:
 # ---------------------------------------------------------------- the network's dimensionality and input layout
 
 
-_STRONG = (Conv, ConvTranspose, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, Pad, InstanceNorm, PixelShuffle, PixelUnshuffle)
+_STRONG = {Conv, ConvTranspose, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, Pad, InstanceNorm, PixelShuffle, PixelUnshuffle}
 _MODE_ND = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
-
-
-def _layers_in_order(models: list, labels) -> Any:
-    """(model, label) of every layer, blocks' layers in their order, without recursion."""
-    stack = [iter((m, labels(i)) for i, m in enumerate(models))]
-    while stack:
-        item = next(stack[-1], None)
-        if item is None:
-            stack.pop()
-            continue
-        model, label = item
-        yield model, label
-        if model.__class__ is Residual:
-            stack.append(iter([(m, f"{label}.shortcut.{j}") for j, m in enumerate(model.shortcut)]))
-            stack.append(iter([(m, f"{label}.body.{j}") for j, m in enumerate(model.body)]))
-        elif model.__class__ is Concat:
-            for b in reversed(range(len(model.branches))):
-                stack.append(iter([(m, f"{label}.branches.{b}.{j}") for j, m in enumerate(model.branches[b])]))
 
 
 def _dimensionality(models: list, labels) -> tuple[int | None, str | None, bool]:
     """(spatial axes, 'layer 3 (conv3d)' of the layer that decides them, whether a linear/unflatten comes first).
 
-    The first layer written for a dimensionality decides (conv3d: 3); batchnorm1d, which also takes [N, C],
-    decides only when no other does."""
+    The first layer written for a dimensionality, in walk order (blocks' layers in theirs), decides (conv3d: 3);
+    batchnorm1d, which also takes [N, C], decides only when no other does."""
     weak = None
     flat_first = False
-    for model, label in _layers_in_order(models, labels):
-        cls = model.__class__
-        t = model.type
-        nd = None
-        if isinstance(model, _STRONG) or (cls is BatchNorm and t != "batchnorm1d"):
-            nd = nd_of(t)
-        elif cls is Upsample:
-            nd = _MODE_ND.get(model.mode)
-        if nd is not None:
-            return nd, f"{label} ({t})", flat_first
-        if t == "batchnorm1d" and weak is None:
-            weak = (1, f"{label} ({t})", flat_first)
-        if cls in (Linear, Unflatten):
-            flat_first = True
+    stack: list[tuple[list, int, str]] = [(models, 0, "")]  # (a layer list, the next index in it, its label prefix)
+    while stack:
+        seq, i, prefix = stack.pop()
+        while i < len(seq):
+            model = seq[i]
+            cls = model.__class__
+            nd = None
+            if cls in _STRONG or (cls is BatchNorm and model.type != "batchnorm1d"):
+                nd = ND_OF[model.type]
+            elif cls is Upsample:
+                nd = _MODE_ND.get(model.mode)
+            if nd is not None:
+                return nd, f"{labels(i) if not prefix else prefix + str(i)} ({model.type})", flat_first
+            if cls is BatchNorm and weak is None:
+                weak = (1, f"{labels(i) if not prefix else prefix + str(i)} ({model.type})", flat_first)
+            elif cls is Linear or cls is Unflatten:
+                flat_first = True
+            elif cls is Residual or cls is Concat:
+                label = labels(i) if not prefix else prefix + str(i)
+                stack.append((seq, i + 1, prefix))  # come back after the block
+                if cls is Residual:
+                    stack.append((model.shortcut, 0, f"{label}.shortcut."))
+                    stack.append((model.body, 0, f"{label}.body."))
+                else:
+                    for b in reversed(range(len(model.branches))):
+                        stack.append((model.branches[b], 0, f"{label}.branches.{b}."))
+                break
+            i += 1
     return weak if weak is not None else (None, None, flat_first)
 
 
@@ -281,10 +314,10 @@ def walk(
     max_spec_chars: int | None = None,
 ) -> Walked:
     """Walk a network (`layers`, `graph` or text `spec`) from `input_shape` (None: channels and params only)."""
-    given = [name for name, v in (("layers", layers), ("graph", graph), ("spec", spec)) if v is not None]
-    if len(given) > 1:
-        raise SpecError(f"give the network one way: `layers` (a JSON list), `graph` (named nodes) or `spec` (text), not both {' and '.join(given)}")
-    if not given:
+    if (layers is None) + (graph is None) + (spec is None) != 2:
+        given = [name for name, v in (("layers", layers), ("graph", graph), ("spec", spec)) if v is not None]
+        if given:
+            raise SpecError(f"give the network one way: `layers` (a JSON list), `graph` (named nodes) or `spec` (text), not both {' and '.join(given)}")
         raise SpecError("give the network as `layers` (a JSON list of layer objects), `graph` (named nodes with inputs) or `spec` (the text print(model) shows)")
     if output is not None and graph is None:
         raise SpecError("output names a graph node: it is for `graph` specs only")
@@ -297,7 +330,7 @@ def walk(
     try:
         if graph is not None:
             nodes, out_name = validate_graph(graph, output)
-            labels = {i: f"node {n.name!r}" for i, n in enumerate(nodes)}.__getitem__
+            labels = lambda i: f"node {nodes[i].name!r}"  # noqa: E731 - built only for the layer that decides the layout
             models = [n.layer for n in nodes]
         else:
             models = layers if _all_models(layers) else validate_layers(layers)
@@ -315,7 +348,7 @@ def walk(
             records, out = state.graph(nodes, out_name, x, rf)
         else:
             records = []
-            out = state.sequence(models, x, rf, None, "", "layer ", records)[2]
+            out = state.sequence(models, x, rf, None, "", records)[2]
     except ConvError as exc:
         if lines is None:
             raise
@@ -549,8 +582,8 @@ def _walk_back(done: Walked, target: Rec, start: tuple[int, ...]) -> list[tuple[
             for box in boxes:
                 out = []
                 for a, b in enumerate(box):
-                    for cls, args in steps:
-                        b = cls(*args[a]).pre(b)
+                    for cls, fields in steps:
+                        b = cls(*[f[a] for f in fields]).pre(b)
                         if not b:
                             break
                     if not b:
