@@ -262,10 +262,10 @@ _KEY = re.compile(_STRING)
 _NUMBER = rb"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
 _SCALAR = re.compile(_STRING + rb"|" + _NUMBER + rb"|true|false|null")
 _NESTED = re.compile(_STRING + rb'|"|[\[\]{}]')  # where a nested value ends; a lone quote: a string cut off
-# `"id": V` as the last key of the object the text ends with, only scalar members (up to 8, which bounds the search)
-# after it ({...,"id":7} or {...,"id":7,"jsonrpc":"2.0"}). The `}` that ends a JSON text closes its top-level object, and the members between
-# the id and it hold no brackets, so this id is a top-level key; a start inside a string cannot match (an unescaped
-# quote flips both it and the text, so the match would end inside a string).
+# `"id": V` as the last key of the object the text ends with, only scalar members after it (up to 8, which bounds
+# the search): {...,"id":7} or {...,"id":7,"jsonrpc":"2.0"}. The `}` that ends a JSON text closes its top-level
+# object, and the members between the id and it hold no brackets, so this id is a top-level key; a start inside a
+# string cannot match (an unescaped quote flips both it and the text, so the match would end inside a string).
 _TAIL_ID = re.compile(
     rb'[{,]\s*"id"\s*:\s*(' + _STRING + rb"|-?\d+|null)\s*"
     rb"(?:,\s*" + _STRING + rb"\s*:\s*(?:" + _SCALAR.pattern + rb")\s*){0,8}}\s*\Z"
@@ -276,7 +276,9 @@ def _as_request_id(raw: bytes):
     """A JSON scalar as a JSON-RPC request id (int or str), or None (null, a float, unreadable)."""
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):  # ValueError covers ints over the int-to-str digit limit
+        if isinstance(value, str):
+            value.encode()  # a lone surrogate ("\ud800") would fail later, when the SDK writes the answer
+    except (ValueError, UnicodeError):  # ValueError covers ints over the int-to-str digit limit
         return None
     return value if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) else None
 

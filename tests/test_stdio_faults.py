@@ -175,9 +175,11 @@ OVERSIZE_LINES = [  # (line, the id its error must carry): where each kind of cl
     # the TypeScript SDK: {...request, jsonrpc: "2.0", id}, so the id comes last, after params
     (json.dumps({"method": "tools/call", "params": _PAD, "jsonrpc": "2.0", "id": 14}), 14),
     (json.dumps({"method": "tools/call", "params": _PAD, "id": "r15", "jsonrpc": "2.0"}), "r15"),
-    # no id to read: a notification, an id only inside params, not an object at all
+    # no id to read: a notification, an id only inside params, one no answer could carry, not an object at all
     (json.dumps({"jsonrpc": "2.0", "method": "notifications/x", "params": _PAD}), None),
     (json.dumps({"jsonrpc": "2.0", "method": "tools/call", "params": {**_PAD, "id": 16}}), None),
+    (json.dumps({"jsonrpc": "2.0", "id": "\ud800", "method": "tools/call", "params": _PAD}), None),
+    (json.dumps({"method": "tools/call", "params": _PAD, "id": 1.5}), None),
     (json.dumps([{"jsonrpc": "2.0", "id": 17, "method": "tools/call", "params": _PAD}]), None),
     ("x" * 300_000, None),
 ]
