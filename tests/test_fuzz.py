@@ -46,6 +46,11 @@ FUZZ_LIMITS = {
 }
 
 
+def examples(n: int) -> int:
+    """n examples under the ci profile (max_examples=100, see conftest.py); proportionally more under a wider one."""
+    return max(1, n * settings.default.max_examples // 100)
+
+
 async def _tools():
     async with Client(build_server()) as client:
         return (await client.list_tools()).tools
@@ -301,9 +306,7 @@ def test_every_tool_answers_any_arguments_with_a_result_or_an_actionable_error_a
     with fuzz_limits(), session(mode) as call:
 
         @settings(
-            max_examples=EXAMPLES_PER_TOOL // 2 if mode == "legacy" else EXAMPLES_PER_TOOL,
-            deadline=None,
-            database=None,
+            max_examples=examples(EXAMPLES_PER_TOOL // 2 if mode == "legacy" else EXAMPLES_PER_TOOL),
             suppress_health_check=list(HealthCheck),
         )
         @given(args=arguments(tool))
@@ -367,7 +370,7 @@ def test_the_schema_strategy_draws_arguments_that_fit_the_tools_own_input_schema
     schema = TOOLS[name].input_schema
     strategy = from_schema({k: v for k, v in schema.items() if k != "$defs"}, schema.get("$defs", {}))
 
-    @settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples(20), suppress_health_check=list(HealthCheck))
     @given(strategy)
     def valid(args):
         jsonschema.validate(args, schema)
@@ -618,7 +621,7 @@ def test_client_max_depth_is_what_the_installed_sdk_client_can_serialise():
 def test_the_generated_cases_stay_within_what_the_client_can_send(name):
     """The strategies alone, no server: a case the client could not send fails here by name, not in the client."""
 
-    @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples(100), suppress_health_check=list(HealthCheck))
     @given(args=arguments(TOOLS[name]), case=nested_breaks())
     def fits(args, case):
         for value in (*args.values(), *case[1].values()):
@@ -630,7 +633,7 @@ def test_the_generated_cases_stay_within_what_the_client_can_send(name):
 def test_valid_calls_broken_at_drawn_nested_places_get_actionable_answers():
     with fuzz_limits(), session("auto") as call:
 
-        @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=examples(150), suppress_health_check=list(HealthCheck))
         @given(case=nested_breaks())
         def check(case):
             problem = _check(call, *case)
