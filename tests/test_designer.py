@@ -13,18 +13,29 @@ from hypothesis import strategies as st
 from mcp import Client
 
 from server.app import build_server
+from skills import designer
 from skills.designer import design_architecture
 from skills.errors import ConvError, InfeasibleError, LimitError
 
-ORDER = {"params": ("params", "depth", "macs"), "macs": ("macs", "depth", "params"), "layers": ("depth", "macs", "params")}
+ORDER = {"params": ("params", "depth", "macs"), "macs": ("macs", "depth", "params"), "layers": ("depth", "macs", "params"),
+         "capacity": ("-params", "macs", "depth")}
+OBJECTIVES = list(ORDER)
 
 
 def brute_force(
     input_shape, budget, target, output_size, max_layers, kernel_sizes, strides, dilations, widths,
     batch_norm=False, monotone_widths=False, reject_gridding=False, reject_redundant=False,
+    max_macs=None, max_activation_bytes=None, min_output_size=None, activation="relu",
 ):
-    """Every fitting design in the space, as dicts of figures, by plain enumeration of all sequences."""
+    """Every fitting design in the space, as dicts of figures, by plain enumeration of all sequences.
+
+    Activation bytes: 4 bytes per output element (batch included) of every layer of the spec: the conv, its
+    BatchNorm and its ReLU each hold one output of the conv's size.
+    """
     n = input_shape[0] if len(input_shape) == 4 else 1
+    copies = 1 + batch_norm + (activation == "relu")
+    floor_h, floor_w = (1, 1) if min_output_size is None else (
+        (min_output_size, min_output_size) if isinstance(min_output_size, int) else tuple(min_output_size))
     c0, h0, w0 = input_shape[-3:]
     th, tw = (target, target) if isinstance(target, int) else target
     out = None if output_size is None else ((output_size, output_size) if isinstance(output_size, int) else tuple(output_size))
@@ -39,45 +50,59 @@ def brute_force(
         for seq in itertools.product(layer_choices, repeat=depth):
             h, w, c, rf, jump = h0, w0, c0, 1, 1
             offsets = {0}
-            params = macs = 0
+            params = macs = act = 0
+            redundant = []
             ok = True
             for i, (k, s, d, co) in enumerate(seq):
                 if monotone_widths and i and co < c:
                     ok = False
                     break
-                if reject_redundant and rf >= h0 and rf >= w0:
-                    ok = False
-                    break
+                if rf >= h0 and rf >= w0:
+                    redundant.append(i)  # this layer's input already sees the whole image
+                    if reject_redundant:
+                        ok = False
+                        break
                 p = d * (k - 1) // 2
                 if h + 2 * p < d * (k - 1) + 1 or w + 2 * p < d * (k - 1) + 1:
                     ok = False
                     break
                 h = (h + 2 * p - d * (k - 1) - 1) // s + 1  # torch.nn.Conv2d's output size
                 w = (w + 2 * p - d * (k - 1) - 1) // s + 1
+                if h < floor_h or w < floor_w:
+                    ok = False
+                    break
                 params += co * c * k * k + co + (2 * co if batch_norm else 0)
                 macs += h * w * co * c * k * k * n
+                act += 4 * n * co * h * w * copies
                 if reject_gridding:
                     offsets = {a + jump * d * t for a in offsets for t in range(k)}
                 rf += d * (k - 1) * jump
                 jump *= s
                 c = co
-            if not ok or rf < th or rf < tw or params > budget:
+            if not ok or rf < th or rf < tw or (budget is not None and params > budget):
+                continue
+            if (max_macs is not None and macs > max_macs) or (max_activation_bytes is not None and act > max_activation_bytes):
                 continue
             if out is not None and (h, w) != out:
                 continue
             if reject_gridding and offsets != set(range(max(offsets) + 1)):
                 continue
-            found.append({"params": params, "macs": macs, "depth": depth, "rf": rf, "h": h, "w": w, "seq": seq})
+            found.append({"params": params, "macs": macs, "depth": depth, "rf": rf, "h": h, "w": w, "seq": seq,
+                          "act": act, "redundant": redundant})
     return found
 
 
+def _key(figures, objective):
+    return tuple(-figures["params"] if x == "-params" else figures[x] for x in ORDER[objective])
+
+
 def best_keys(found, objective, top_k):
-    keys = sorted(tuple(f[x] for x in ORDER[objective]) for f in found)
+    keys = sorted(_key(f, objective) for f in found)
     return keys[:top_k]
 
 
 def design_keys(report, objective):
-    return [tuple(getattr(d, x) for x in ORDER[objective]) for d in report.designs]
+    return [_key({"params": d.params, "macs": d.macs, "depth": d.depth}, objective) for d in report.designs]
 
 
 SMALL = dict(max_layers=3, kernel_sizes=[1, 2, 3], strides=[1, 2], dilations=[1, 2], widths=[2, 4])
@@ -96,32 +121,60 @@ CASES = [
     ([3, 12, 12], 10_000, 9, [6, 6], {}, {"reject_gridding": True, "monotone_widths": True, "batch_norm": True}),
     ([1, 20, 20], 10_000, 30, None, dict(max_layers=4, kernel_sizes=[1, 3], strides=[1, 3], dilations=[1, 3], widths=[2]), {"reject_gridding": True}),
     ([1, 20, 20], 10_000, 14, None, dict(max_layers=4, kernel_sizes=[3], strides=[1, 2], dilations=[1, 2], widths=[1, 2]), {"reject_redundant": True, "reject_gridding": True}),
+    # budgets that bind (capacity), and the limits: max_macs, max_activation_bytes, min_output_size
+    ([3, 12, 12], 333, 5, None, {}, {}),
+    ([3, 12, 12], 300, 5, None, {}, {"max_macs": 5_000}),
+    ([3, 12, 12], 10_000, 7, None, {}, {"max_activation_bytes": 2_000}),
+    ([3, 12, 12], 10_000, 7, None, {}, {"min_output_size": 3}),
+    ([2, 9, 14], 250, 6, None, {}, {"min_output_size": [4, 6], "max_macs": 8_000, "max_activation_bytes": 5_000, "batch_norm": True}),
+    ([2, 1, 16, 16], 350, 9, None, {}, {"max_activation_bytes": 12_000, "activation": "none"}),
+    ([1, 20, 20], 900, 12, None, dict(max_layers=4, kernel_sizes=[1, 3], strides=[1, 2], dilations=[1, 2], widths=[3, 5]), {"min_output_size": 5, "max_macs": 60_000}),
+    ([3, 12, 12], 700, 9, [6, 6], {}, {"reject_gridding": True, "monotone_widths": True, "max_activation_bytes": 9_000, "min_output_size": 2}),
+    ([3, 7, 9], 320, 12, None, {}, {"reject_redundant": True, "max_macs": 9_000}),
 ]
 
 
-@pytest.mark.parametrize("objective", ["params", "macs", "layers"])
+def check_against(report, found, objective, top_k):
+    """The report is proven, its top_k keys are brute force's, and every design is in the space with its own figures."""
+    assert report.optimal
+    assert design_keys(report, objective) == best_keys(found, objective, top_k)
+    by_seq = {f["seq"]: f for f in found}
+    for design in report.designs:
+        seq = tuple((c.kernel_size, c.stride, c.dilation, c.out_channels) for c in design.convs)
+        ref = by_seq[seq]  # the design is in the space and fits
+        assert (design.params, design.macs, design.depth, design.activation_bytes) == (ref["params"], ref["macs"], ref["depth"], ref["act"])
+        assert design.receptive_field == [ref["rf"], ref["rf"]]
+        assert design.output_shape[-2:] == [ref["h"], ref["w"]]
+        assert len(design.warnings) == len(ref["redundant"])
+        assert all(f"conv {i} " in text for i, text in zip(ref["redundant"], design.warnings, strict=True))
+    assert len({d.summary for d in report.designs}) == len(report.designs)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize("shape, budget, target, out, space, options", CASES)
 def test_the_top_designs_match_brute_force_enumeration(shape, budget, target, out, space, options, objective):
     space = {**SMALL, **space}
     found = brute_force(shape, budget, target, out, **space, **options)
     assert found, "the case should be feasible"
     report = design_architecture(shape, budget, target, out, objective=objective, top_k=4, **space, **options)
-    assert report.optimal
-    assert design_keys(report, objective) == best_keys(found, objective, 4)
-    by_seq = {f["seq"]: f for f in found}
+    check_against(report, found, objective, 4)
     for design in report.designs:
-        seq = tuple((c.kernel_size, c.stride, c.dilation, c.out_channels) for c in design.convs)
-        ref = by_seq[seq]  # the design is in the space and fits
-        assert (design.params, design.macs, design.depth) == (ref["params"], ref["macs"], ref["depth"])
-        assert design.receptive_field == [ref["rf"], ref["rf"]]
-        assert design.output_shape[-2:] == [ref["h"], ref["w"]]
         offsets = {0}
         jump = 1
-        for k, s, d, _ in seq:
-            offsets = {a + jump * d * t for a in offsets for t in range(k)}
-            jump *= s
+        for c in design.convs:
+            offsets = {a + jump * c.dilation * t for a in offsets for t in range(c.kernel_size)}
+            jump *= c.stride
         assert design.receptive_field_holes == (offsets != set(range(max(offsets) + 1)))
-    assert len({d.summary for d in report.designs}) == len(report.designs)
+
+
+@pytest.mark.parametrize("shape, budget, target, out, space, options", CASES)
+def test_capacity_without_the_sums_bitsets_still_matches_brute_force(shape, budget, target, out, space, options, monkeypatch):
+    # a budget too large for the bitsets (SUMS_MAX_BITS) leaves capacity with the budget itself as its bound
+    monkeypatch.setattr(designer, "SUMS_MAX_BITS", 0)
+    space = {**SMALL, **space}
+    found = brute_force(shape, budget, target, out, **space, **options)
+    report = design_architecture(shape, budget, target, out, objective="capacity", top_k=4, pareto=False, **space, **options)
+    check_against(report, found, "capacity", 4)
 
 
 @pytest.mark.parametrize("shape, budget, target, out, space, options", CASES)
@@ -137,28 +190,33 @@ def test_the_pareto_front_is_the_brute_force_front(shape, budget, target, out, s
     assert [(p.params, p.macs, p.depth) for p in report.pareto_front] == front
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
-    c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 14), target=st.integers(1, 16),
+    c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 14), target=st.integers(1, 10),
     budget=st.integers(10, 600), kernels=st.sets(st.integers(1, 4), min_size=1, max_size=2),
     strides=st.sets(st.integers(1, 3), min_size=1, max_size=2), dilations=st.sets(st.integers(1, 3), min_size=1, max_size=2),
-    widths=st.sets(st.integers(1, 5), min_size=1, max_size=2), objective=st.sampled_from(["params", "macs", "layers"]),
+    widths=st.sets(st.integers(1, 5), min_size=1, max_size=2), objective=st.sampled_from(OBJECTIVES),
     gridding=st.booleans(), redundant=st.booleans(), monotone=st.booleans(), use_out=st.booleans(),
+    max_macs=st.none() | st.integers(100, 20_000), max_act=st.none() | st.integers(200, 20_000),
+    floor=st.none() | st.integers(1, 4) | st.tuples(st.integers(1, 4), st.integers(1, 4)).map(list),
+    batch_norm=st.booleans(), activation=st.sampled_from(["relu", "none"]), batch=st.integers(1, 2),
 )
 def test_random_small_spaces_match_brute_force(
-    c, h, w, target, budget, kernels, strides, dilations, widths, objective, gridding, redundant, monotone, use_out
+    c, h, w, target, budget, kernels, strides, dilations, widths, objective, gridding, redundant, monotone, use_out,
+    max_macs, max_act, floor, batch_norm, activation, batch,
 ):
+    shape = [c, h, w] if batch == 1 else [batch, c, h, w]
     space = dict(max_layers=3, kernel_sizes=sorted(kernels), strides=sorted(strides), dilations=sorted(dilations), widths=sorted(widths))
-    options = dict(reject_gridding=gridding, reject_redundant=redundant, monotone_widths=monotone)
+    options = dict(reject_gridding=gridding, reject_redundant=redundant, monotone_widths=monotone, max_macs=max_macs,
+                   max_activation_bytes=max_act, min_output_size=floor, batch_norm=batch_norm, activation=activation)
     out = [max(1, h // 2), max(1, w // 2)] if use_out else None
-    found = brute_force([c, h, w], budget, target, out, **space, **options)
+    found = brute_force(shape, budget, target, out, **space, **options)
     try:
-        report = design_architecture([c, h, w], budget, target, out, objective=objective, top_k=3, **space, **options)
-    except InfeasibleError:
-        assert not found
+        report = design_architecture(shape, budget, target, out, objective=objective, top_k=3, pareto=False, **space, **options)
+    except InfeasibleError as err:
+        assert not found, str(err)
         return
-    assert report.optimal
-    assert design_keys(report, objective) == best_keys(found, objective, 3)
+    check_against(report, found, objective, 3)
 
 
 # ---- re-walked by the walk engine ---------------------------------------------------------------------------
