@@ -796,18 +796,28 @@ class _Search:
         o0, o1, o2 = _ORDER[objective]
         return (g[o0], g[o1], g[o2])
 
-    def complete(self, nid: int, objective: str) -> list[tuple[int, int]] | None:
-        """A fitting design that extends node nid greedily along the relaxed bound, or None (anytime answers)."""
-        seqs = self.path(nid)
-        g = self.cost[nid]
-        h, w, need, c, extra = self.state[nid]
+    def complete(self, nid: int, objective: str, steps: int = 2000) -> list[tuple[int, int]] | None:
+        """A fitting design that extends node nid depth-first along the relaxed bound (at most `steps` nodes), or None.
+
+        For anytime answers. The options' state can dead-end where the bound did not (gridding), hence the
+        backtracking. Capacity goes on past a fitting design while a layer still fits, and among children as
+        promising as each other takes the one with the most params now (without the sums bitsets every child
+        promises the budget).
+        """
         cap = objective == "capacity"
-        while not (g[_L] >= 1 and self.geometry_done(h, w, need) and self.extra_done(extra)):
-            if g[_L] >= self.max_layers:
+        left = [steps]
+
+        def dfs(g: tuple, st: tuple, seqs: list) -> list | None:
+            left[0] -= 1
+            if left[0] < 0:
                 return None
-            best = None
+            h, w, need, c, extra = st
+            done = g[_L] >= 1 and self.geometry_done(h, w, need) and self.extra_done(extra)
+            if done and not cap:
+                return seqs
+            options: list[tuple] = [((-g[_P], 0, g[_M], g[_L]), None)] if done else []
             rem = self.max_layers - g[_L] - 1
-            for ci, ch in enumerate(self.choices):
+            for ci, ch in enumerate(self.choices if rem >= 0 else ()):
                 ho = self.length(h, ci)
                 wo = self.length_w(w, ci) if ho else 0
                 need2 = self.next_need(need, ch)
@@ -828,16 +838,21 @@ class _Search:
                         f = self.capacity_key(g2[_P], g2[_M], g2[_L], b[_M], b[_L], (ho, wo, need2, co, rem, gx))
                         if f is None:
                             continue
-                        f = f[:3]
+                        f = (f[0], -g2[_P], f[1], f[2])
                     else:
                         f = self.rank_key(objective, tuple(x + y for x, y in zip(g2, b, strict=True)))
-                    if best is None or f < best[0]:
-                        best = (f, ci, co, g2, (ho, wo, need2, co, nx))
-            if best is None:
-                return None
-            _, ci, co, g, (h, w, need, c, extra) = best
-            seqs.append((ci, co))
-        return seqs
+                    options.append((f, (ci, co, g2, (ho, wo, need2, co, nx))))
+            options.sort(key=lambda o: o[0])
+            for _, step in options:
+                if step is None:
+                    return seqs  # capacity: stopping here beats every layer that still fits
+                ci, co, g2, st2 = step
+                got = dfs(g2, st2, [*seqs, (ci, co)])
+                if got is not None:
+                    return got
+            return None
+
+        return dfs(self.cost[nid], self.state[nid], self.path(nid))
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -1169,16 +1184,29 @@ def design_architecture(
 
 
 def _anytime(search: _Search, seqs: list, top_k: int, objective: str) -> list:
-    """Proven designs first, then greedy completions of the most promising open labels."""
+    """Proven designs first, then greedy completions of the most promising open labels (and of the empty stack).
+
+    The search has hit a limit, so the completions get a short grace of their own (0.25 s, 100,000 states); when that
+    runs out too, capacity drops its sums bitsets (the costly part) and tries once more. A cancel ends it at once.
+    """
     found = {tuple(s) for s in seqs}
     extra = []
-    for entry in heapq.nsmallest(64, search.heap):
-        nid = entry[4]
-        seq = search.complete(nid, objective)
-        if seq is None or tuple(seq) in found:
-            continue
-        found.add(tuple(seq))
-        extra.append(seq)
+    nids = [entry[4] for entry in heapq.nsmallest(64, search.heap)] + [0]
+    for attempt in range(2):
+        search.deadline = time.perf_counter() + 0.25
+        search.max_states = search.created() + 100_000
+        try:
+            for nid in nids:
+                seq = search.complete(nid, objective)
+                if seq is None or tuple(seq) in found:
+                    continue
+                found.add(tuple(seq))
+                extra.append(seq)
+            break
+        except _Stop as stop:
+            if stop.args[0] == "cancelled" or attempt or objective != "capacity" or not search.sum_g:
+                break
+            search.sum_g = 0
     extra.sort(key=lambda seq: search.rank_key(objective, search.seq_cost(seq)))
     return (seqs + extra)[:top_k]
 
@@ -1244,7 +1272,7 @@ def _explain_within(
                     f"{text}; min_output_size {floor} is what stops it (without it the largest is {loose_rf} px): lower "
                     "min_output_size, raise max_layers, or allow larger kernel_sizes or dilations"
                 )
-            text += f" (without min_output_size {loose_rf} px)"
+            text += f" (without min_output_size: {loose_rf} px)"
         return text + "; raise max_layers, or allow larger kernel_sizes, dilations or strides"
     if search.out is not None:
         sizes = _reachable_sizes(search, layers)
@@ -1309,11 +1337,12 @@ def _explain_within(
         others = {k: v for k, v in limits.items() if k != key}
         one = searcher(opts=options, **others)
         got = one.run(objective, 1, deadline=deadline, max_states=max_states, should_stop=should_stop)
+        met = " and ".join(r[1] for r in active if r[2] != key)
         if got.goals:
             least = one.cost[got.goals[0]][idx]
-            parts.append(f"within the other limits the fewest {unit} is {least:,}, {name} is {limits[key]:,} ({least - limits[key]:,} over)")
+            parts.append(f"with {met} met, the fewest {unit} is {least:,}: {least - limits[key]:,} over {name} {limits[key]:,}")
         else:
-            parts.append(f"no design meets the limits other than {name} either")
+            parts.append(f"no design meets {met} either")
     names = ", ".join(r[1] for r in active)
     return (
         f"each limit alone can be met{' (the searches for ' + ', '.join(stopped) + ' stopped)' if stopped else ''}, but no "
