@@ -635,3 +635,46 @@ def test_a_call_the_client_abandons_stops_the_search_thread(monkeypatch):
 
     anyio.run(main)
     assert ended.is_set() and outcome and "cancelled" in outcome[0]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_the_tool_takes_capacity_and_the_new_limits_and_its_activation_bytes_are_shape_calculators(mode):
+    async def main():
+        async with Client(build_server(), mode=mode) as client:
+            tool = {t.name: t for t in (await client.list_tools()).tools}["design_architecture"]
+            result = await client.call_tool(
+                "design_architecture",
+                {"input_shape": [3, 32, 32], "param_budget": 100_000, "target_receptive_field": 32, "objective": "capacity",
+                 "min_output_size": 4, "max_activation_bytes": 200_000, "max_macs": 10**8, "batch_norm": True},
+            )
+            walked = await client.call_tool(
+                "shape_calculator", {"input_shape": [3, 32, 32], "layers": result.structured_content["designs"][0]["layers"]}
+            )
+            zero = await client.call_tool(
+                "design_architecture", {"input_shape": [3, 32, 32], "param_budget": 100_000, "target_receptive_field": 32, "max_macs": 0}
+            )
+            short = await client.call_tool(
+                "design_architecture",
+                {"input_shape": [3, 32, 32], "param_budget": 100_000, "target_receptive_field": 200, "min_output_size": 4, "max_layers": 5},
+            )
+            return tool, result, walked, zero, short
+
+    tool, result, walked, zero, short = anyio.run(main)
+    props = tool.input_schema["properties"]
+    assert "capacity" in props["objective"]["enum"]
+    assert {"minimum": 1, "type": "integer"}.items() <= props["max_macs"]["anyOf"][0].items()
+    assert "total_activation_bytes" in props["max_activation_bytes"]["description"]
+    assert "total_activation_bytes" in tool.description
+    assert "min_output_size" in props
+    assert not result.is_error, result.content[0].text
+    data = result.structured_content
+    best = data["designs"][0]
+    assert data["optimal"] and best["params"] == 100_000
+    assert best["activation_bytes"] == walked.structured_content["total_activation_bytes"] <= 200_000
+    assert best["macs"] == walked.structured_content["total_macs"] <= 10**8
+    assert all(min(c["output_shape"][-2:]) >= 4 for c in best["convs"])
+    assert data["objective_statement"].startswith("maximised total params within param_budget 100,000")
+    assert data["optimal_over"].startswith("proven best over every stack of 1..8 conv2d layers")
+    assert "Objective: maximised total params" in result.content[0].text
+    assert zero.is_error and "max_macs" in zero.content[0].text
+    assert short.is_error and "the largest reachable is 139 px (61 short)" in short.content[0].text
