@@ -266,6 +266,7 @@ class _Search:
                 self.sum_g, self.sum_bits = g, budget // g + 1
         self.sum_mask = (1 << self.sum_bits) - 1
         self.sum_cost = 1 + self.sum_bits // 1024
+        self.sum_check = 63 if self.sum_bits <= 1 << 16 else 0  # long bitsets: check the limits after every state
         self.generated = self.ticks = 0
         self.max_states = DEFAULT_MAX_STATES
         self.deadline = float("inf")
@@ -438,7 +439,7 @@ class _Search:
             bits &= self.sum_mask
         self._sums_memo[key] = bits
         self.sum_states += self.sum_cost
-        if len(self._sums_memo) & 63 == 0:
+        if len(self._sums_memo) & self.sum_check == 0:
             self.check()
         return bits
 
@@ -1005,8 +1006,9 @@ def _statements(space: SearchSpace, optimal: bool, stopped_by: str | None) -> tu
     objective = _STATEMENT[space.objective]
     if space.objective == "capacity":
         objective = objective.replace(
-            "within param_budget",
-            f"within param_budget {space.param_budget:,}" if space.param_budget is not None else "(no param_budget given)",
+            "within param_budget (the budget spent on width)",
+            f"within param_budget {space.param_budget:,} (the budget spent on width)" if space.param_budget is not None
+            else "(no param_budget given: the most the space holds)",
         )
     mos = space.min_output_size or [1, 1]
     bn = ", then a BatchNorm2d" if space.batch_norm else ""
