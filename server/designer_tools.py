@@ -14,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from skills.designer import DesignReport, design_architecture
+from skills.designer import ACTIVATION_BYTES_RULE, DesignReport, design_architecture
 from skills.errors import LimitError
 
 from .errors import domain_errors
@@ -28,6 +28,7 @@ Dim = Annotated[int, Field(ge=1, le=1_000_000)]
 Px = Annotated[int, Field(ge=1, le=1_000_000_000)]
 PxOrPair = Px | Annotated[list[Px], Field(min_length=1, max_length=2)]
 SmallList = Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1, max_length=16)]
+Amount = Annotated[int, Field(ge=1, le=10**24)]
 
 
 def _table(report: DesignReport) -> str:
@@ -38,7 +39,8 @@ def _table(report: DesignReport) -> str:
     head = (
         f"Best of {len(report.designs)} ({'proven optimal' if report.optimal else 'NOT proven: ' + str(report.stopped_by)}, "
         f"{report.explored:,} states, {report.elapsed_s:.2f} s): {best.params:,} params, {best.macs:,} MACs, "
-        f"RF {best.receptive_field[0]} px, output {best.output_shape}"
+        f"{best.activation_bytes:,} activation bytes, RF {best.receptive_field[0]} px, output {best.output_shape}\n"
+        f"Objective: {report.objective_statement}."
     )
     rows = [
         "| # | kernel | stride | dilation | padding | out_channels | output | RF | conv params | why |",
@@ -59,7 +61,7 @@ def _table(report: DesignReport) -> str:
         if report.pareto_front
         else []
     )
-    return "\n".join([head, "", *rows, "", *rest, *front, *report.notes])
+    return "\n".join([head, "", *rows, *best.warnings, "", *rest, *front, *report.notes])
 
 
 def register(server: MCPServer) -> None:
@@ -79,7 +81,9 @@ def register(server: MCPServer) -> None:
         dilations: Annotated[SmallList, Field(description="dilations to choose from")] = [1],  # noqa: B006
         widths: Annotated[SmallList, Field(description="out_channels to choose from")] = [16, 32, 64, 128],  # noqa: B006
         objective: Annotated[
-            Literal["params", "macs", "layers"], Field(description="what to minimise: params, MACs, or layers (the number of convs); ties go to fewer layers, then fewer MACs")
+            Literal["params", "macs", "layers", "capacity"],
+            Field(description="what to minimise: params, MACs, or layers (the number of convs), ties to fewer layers, then fewer MACs; "
+                              "or capacity: the most params within param_budget (the budget spent on width), ties to fewer MACs, then fewer layers"),
         ] = "params",
         top_k: Annotated[int, Field(ge=1, le=50, description="how many distinct designs to return, best first")] = 3,
         time_limit_s: Annotated[
@@ -96,8 +100,15 @@ def register(server: MCPServer) -> None:
             bool, Field(description="reject layers whose input receptive field already covers the whole input")
         ] = False,
         pareto_front: Annotated[bool, Field(description="also return the params/MACs/depth Pareto front")] = True,
+        max_macs: Annotated[Amount | None, Field(description="most multiply-accumulates a design may have (for the batch, bias excluded)")] = None,
+        max_activation_bytes: Annotated[
+            Amount | None, Field(description=f"most activation memory a design may have; {ACTIVATION_BYTES_RULE}")
+        ] = None,
+        min_output_size: Annotated[
+            PxOrPair | None, Field(description="every conv's output at least this many px on both axes (S or [h, w]): no collapse to a 1x1 map")
+        ] = None,
     ) -> Annotated[CallToolResult, DesignReport]:
-        """The provably best stacks of Conv2d layers (kernel, stride, dilation, width per layer) for an input shape, a parameter budget and a target receptive field, as network specs shape_calculator accepts."""
+        """The provably best stacks of Conv2d layers (kernel, stride, dilation, width per layer) for an input shape, a parameter budget and a target receptive field, as network specs shape_calculator accepts; objective "capacity" spends the budget instead, and max_macs, max_activation_bytes (4 bytes per output element of every layer of the design's spec, shape_calculator's total_activation_bytes) and min_output_size bound the rest."""
         if time_limit_s is None:
             time_limit_s = min(DEFAULT_TIME_LIMIT_S, LIMITS.max_design_time_s)
         elif time_limit_s > LIMITS.max_design_time_s:
@@ -119,6 +130,7 @@ def register(server: MCPServer) -> None:
                     top_k=top_k, time_limit_s=time_limit_s, batch_norm=batch_norm, activation=activation,
                     monotone_widths=monotone_widths, reject_gridding=reject_gridding, reject_redundant=reject_redundant,
                     max_states=LIMITS.max_design_states, pareto=pareto_front, progress=progress, should_stop=stop.is_set,
+                    max_macs=max_macs, max_activation_bytes=max_activation_bytes, min_output_size=min_output_size,
                 )
             except Exception as exc:  # handed to the event loop, raised there
                 return exc
