@@ -19,7 +19,7 @@ from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .__main__ import ID_PREFIX_BYTES, request_id_from_prefix, too_large_message
+from .request_id import ID_PREFIX_BYTES, request_id_from_prefix, too_large_message
 
 TOKEN_ENV = "CONV_MCP_TOKEN"
 MAX_REQUEST_BYTES_ENV = "CONV_MCP_MAX_REQUEST_BYTES"

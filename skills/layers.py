@@ -207,17 +207,18 @@ def conv(w, layer: Conv, x: T, rf, path: str) -> Rec:
     if g != 1 and (cin % g or cout % g):
         _groups(cin, cout, g)
     k, s, d = layer.kernel_size, layer.stride, layer.dilation
-    k = (k,) * nd if k.__class__ is int else axes(k, nd, "kernel_size", ltype)
-    s = (s,) * nd if s.__class__ is int else axes(s, nd, "stride", ltype)
-    d = (d,) * nd if d.__class__ is int else axes(d, nd, "dilation", ltype)
+    two = nd == 2  # tuple displays for the common 2-D case: cheaper than (k,) * nd on this hot path
+    k = ((k, k) if two else (k,) * nd) if k.__class__ is int else axes(k, nd, "kernel_size", ltype)
+    s = ((s, s) if two else (s,) * nd) if s.__class__ is int else axes(s, nd, "stride", ltype)
+    d = ((d, d) if two else (d,) * nd) if d.__class__ is int else axes(d, nd, "dilation", ltype)
     padding = layer.padding
     if padding.__class__ is int:
-        before = after = (padding,) * nd
+        before = after = (padding, padding) if two else (padding,) * nd
     else:
         if padding.__class__ is list:
             axes(padding, nd, "padding", ltype)
         before, after = resolve_conv_padding(padding, k, s, d)
-    weight = cout * (cin // g) * prod(k)
+    weight = cout * (cin // g) * (k[0] * k[1] if two else prod(k))
     params = weight + cout if layer.bias else weight
     formula = (_weight_formula, cout, cin, g, k, layer.bias, params)  # written out only if parameter_count asks
     if x.sp is None:
@@ -232,14 +233,14 @@ def conv(w, layer: Conv, x: T, rf, path: str) -> Rec:
             )
     sp = x.sp
     try:
-        if nd == 2:  # the common case, unrolled (this rule is the walk's hot path)
+        if two:  # the common case, unrolled (this rule is the walk's hot path)
             out = (conv_output_length(sp[0], k[0], s[0], before[0], after[0], d[0]),
                    conv_output_length(sp[1], k[1], s[1], before[1], after[1], d[1]))
         else:
             out = tuple(map(conv_output_length, sp, k, s, before, after, d))
     except GeometryError:
         out = _sizes(conv_output_length, nd, sp, k, s, before, after, d)  # the same error, naming its axis
-    macs = (x.n or 1) * prod(out) * weight
+    macs = (x.n or 1) * (out[0] * out[1] if two else prod(out)) * weight
     if mode == "zeros":
         steps = ((WindowStep, (k, s, before, d, sp)),)
     else:  # the padding reads real pixels: walk back through the window on the padded map, then the padding itself

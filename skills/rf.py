@@ -453,12 +453,11 @@ def fields(rf: tuple | None) -> tuple[list[int], list, list]:
     """(receptive_field, effective_stride, effective_padding), one entry per axis, for a report row."""
     if rf is None:
         return [], [], []
-    sizes, strides, pads = [], [], []
-    for m in rf:
-        t = m.tops[0]
-        if m.period != 1 or t is None:
-            return [m.size for m in rf], [num(m.stride) for m in rf], [num(m.padding) for m in rf]
-        sizes.append(m.bottoms[0] - t + 1)  # affine: no Fractions
-        strides.append(m.shift)
-        pads.append(-t)
-    return sizes, strides, pads
+    if len(rf) == 2:  # the common case, unrolled (rows are the walk's hot path too)
+        h, w = rf
+        th, tw = h.tops[0], w.tops[0]
+        if h.period == 1 and w.period == 1 and th is not None and tw is not None:  # affine: no Fractions
+            return [h.bottoms[0] - th + 1, w.bottoms[0] - tw + 1], [h.shift, w.shift], [-th, -tw]
+    elif all(m.period == 1 and m.tops[0] is not None for m in rf):
+        return [m.bottoms[0] - m.tops[0] + 1 for m in rf], [m.shift for m in rf], [-m.tops[0] for m in rf]
+    return [m.size for m in rf], [num(m.stride) for m in rf], [num(m.padding) for m in rf]

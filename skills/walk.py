@@ -86,15 +86,15 @@ _MERGES = (Add, Mul, Cat)
 
 
 class Walk:
-    """State of one walk: every record in the order walked (a topological order), the records inside blocks,
-    the network's dimensionality, and where warnings go."""
+    """State of one walk: the records inside blocks, the network's dimensionality, and where warnings go."""
 
-    def __init__(self, nd: int | None):
+    __slots__ = ("nd", "warnings", "notes", "inner", "src", "index", "node")
+
+    def __init__(self, nd: int | None, warnings: list[str]):
         self.nd = nd
-        self.warnings: list[str] = []
-        self.notes: set[str] = set()
+        self.warnings = warnings
+        self.notes: set[str] = set()  # one-time warnings already given
         self.inner: list[Rec] = []
-        self.order: list[Rec] = []
         self.src: Rec | None = None  # the record whose output the layer being walked reads (None: the input)
         self.index = 0  # the top-level index of the layer being walked (its block's layers carry it too)
         self.node: str | None = None  # the graph node being walked (None: a layer list)
@@ -128,7 +128,6 @@ class Walk:
     def sequence(self, layers: list, x: T, rf, src: Rec | None, prefix: str, out: list[Rec], index=None):
         """Walk a layer list from x; returns (output shape, its receptive-field maps, its record). (step() inlined: this
         loop is the walk's hot path.)"""
-        order = self.order
         rules = RULES
         for i, layer in enumerate(layers):
             rule = rules.get(layer.__class__)
@@ -152,7 +151,6 @@ class Walk:
             rec.index = idx
             rec.layer = layer
             out.append(rec)
-            order.append(rec)
             x, rf, src = rec.y, rec.rf, rec
         return x, rf, src
 
@@ -160,7 +158,6 @@ class Walk:
         """Walk graph nodes in topological order; returns (one record per node, the output node's record)."""
         made: dict[str, Rec | None] = {"input": None}
         records: list[Rec] = []
-        order = self.order
         for node in nodes:
             layer = node.layer
             name = node.name
@@ -180,11 +177,10 @@ class Walk:
                 rec = self.step(layer, x if src is None else src.y, rf if src is None else src.rf, src, node.index, name)
             rec.index, rec.name, rec.layer = node.index, name, layer
             records.append(rec)
-            order.append(rec)
             made[name] = rec
         out = made[output]
         feeding = _ancestors(out)
-        if len(feeding) < len(order):
+        if len(feeding) < len(records) + len(self.inner):
             dead = [r.name for r in records if r not in feeding]
             if dead:
                 shown = ", ".join(repr(n) for n in dead[:5]) + (f" and {len(dead) - 5} more" if len(dead) > 5 else "")
@@ -219,6 +215,8 @@ def _dimensionality(models: list, labels) -> tuple[int | None, str | None, bool]
 
     The first layer written for a dimensionality, in walk order (blocks' layers in theirs), decides (conv3d: 3);
     batchnorm1d, which also takes [N, C], decides only when no other does."""
+    if models and models[0].__class__ in _STRONG:  # the usual case: the first layer decides
+        return ND_OF[models[0].type], f"{labels(0)} ({models[0].type})", False
     weak = None
     flat_first = False
     stack: list[tuple[list, int, str]] = [(models, 0, "")]  # (a layer list, the next index in it, its label prefix)
@@ -254,8 +252,8 @@ def _dimensionality(models: list, labels) -> tuple[int | None, str | None, bool]
 
 def _input(input_shape: Any, nd: int | None, decider: str | None, flat_first: bool, warnings: list[str]) -> tuple[T, int | None]:
     """The input as a T, and the network's spatial axes, from input_shape and the layer that decides the layout."""
-    if not isinstance(input_shape, (list, tuple)) or not 1 <= len(input_shape) <= 5 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_EXTENT for v in input_shape
+    if input_shape.__class__ not in (list, tuple) or not 1 <= len(input_shape) <= 5 or not all(
+        v.__class__ is int and 1 <= v <= MAX_EXTENT for v in input_shape  # bool is not int here
     ):
         raise GeometryError(
             f"input_shape must be [C, H, W] or [N, C, H, W] of ints from 1 to {MAX_EXTENT:,} ([C, L] / [C, D, H, W] for "
@@ -294,12 +292,30 @@ def _input(input_shape: Any, nd: int | None, decider: str | None, flat_first: bo
 
 
 class Walked:
-    """The raw result of a walk: the input, top-level and inner records, every record in order, the output record,
-    its shape and receptive-field maps, and warnings."""
+    """The raw result of a walk: the input, top-level and inner records, the output record, its shape and
+    receptive-field maps, and warnings; `order` is every record in the order walked (a topological order)."""
 
-    def __init__(self, x, records, inner, order, out, warnings, nd):
-        self.input_shape, self.records, self.inner, self.order, self.out = x, records, inner, order, out
+    def __init__(self, x, records, inner, out, warnings, nd):
+        self.input_shape, self.records, self.inner, self.out = x, records, inner, out
         self.y, self.rf, self.warnings, self.nd = out.y if out is not None else x, out.rf if out is not None else None, warnings, nd
+        self._order: list[Rec] | None = None
+
+    @property
+    def order(self) -> list[Rec]:
+        """Every record, each after its sources: a block's layers (its paths in turn) come before the block's own
+        record, as the walk made them; built on first use (the walk itself does not need it)."""
+        if self._order is None:
+            order: list[Rec] = []
+            stack = [(r, False) for r in reversed(self.records)]
+            while stack:
+                rec, expanded = stack.pop()
+                if rec.paths is None or expanded:
+                    order.append(rec)
+                    continue
+                stack.append((rec, True))  # the block's own record after its paths' layers
+                stack.extend((r, False) for r in reversed([r for p in rec.paths for r in p]))
+            self._order = order
+        return self._order
 
 
 def walk(
@@ -342,8 +358,7 @@ def walk(
             rf = None if x.flat else (AxisRF.image(),) * nd  # maps are never changed in place, so axes may share one
         else:
             x, rf = T(None, False), None
-        state = Walk(nd)
-        state.warnings = warnings
+        state = Walk(nd, warnings)
         if graph is not None:
             records, out = state.graph(nodes, out_name, x, rf)
         else:
@@ -355,7 +370,7 @@ def walk(
         raise type(exc)(_with_line(str(exc), lines, spec)) from None
     if lines is not None and any(m.type == "avgpool2d" for m in models):
         state.warnings.append("print(model) does not show AvgPool2d's ceil_mode and count_include_pad: assumed False and True")
-    return Walked(x, records, state.inner, state.order, out, state.warnings, state.nd)
+    return Walked(x, records, state.inner, out, state.warnings, state.nd)
 
 
 def _layer_label(i: int) -> str:
