@@ -6,7 +6,7 @@ import pytest
 
 from skills import zoo
 from skills.errors import GeometryError, SpecError
-from skills.spec import MODELS, parse_printed, parse_spec, parse_vgg_notation, validate_layers
+from skills.spec import MODELS, parse_printed, parse_spec, parse_vgg_notation
 from skills.walk import parameter_count, shape_calculator
 
 PRINTED = """\
