@@ -956,36 +956,34 @@ class Plan:
                     if s >= 0:
                         left[s] += 1
             values: dict[int, np.ndarray] = {}
-            with np.errstate(all="ignore"):
-                for i, node in enumerate(nodes):
-                    xs = [x if s < 0 else values[s] for s in node.srcs]
-                    y, saved[i] = yield from node.op.forward_steps(xs, params[i])
-                    if i < len(nodes) - 1:
-                        values[i] = y
-                    for s in node.srcs:
-                        if s >= 0:
-                            left[s] -= 1
-                            if not left[s]:
-                                del values[s]
-                    if tick:
-                        tick()
+            for i, node in enumerate(nodes):
+                xs = [x if s < 0 else values[s] for s in node.srcs]
+                y, saved[i] = yield from node.op.forward_steps(xs, params[i])
+                if i < len(nodes) - 1:
+                    values[i] = y
+                for s in node.srcs:
+                    if s >= 0:
+                        left[s] -= 1
+                        if not left[s]:
+                            del values[s]
+                if tick:
+                    tick()
         seed = np.zeros(_shape(self.target.y))
         if self.channel is None:
             seed[(slice(None),) + self.position] = 1.0
         else:
             seed[(self.channel,) + self.position] = 1.0
         grads: dict[int, np.ndarray] = {len(nodes) - 1: seed}
-        with np.errstate(all="ignore"):
-            for i in range(len(nodes) - 1, -1, -1):
-                g = grads.pop(i, None)
-                node = nodes[i]
-                if g is not None:
-                    outs = yield from node.op.backward_steps(g, saved[i], params[i])
-                    for s, gs in zip(node.srcs, outs, strict=True):
-                        grads[s] = gs if s not in grads else grads[s] + gs
-                saved[i] = None
-                if tick:
-                    tick()
+        for i in range(len(nodes) - 1, -1, -1):
+            g = grads.pop(i, None)
+            node = nodes[i]
+            if g is not None:
+                outs = yield from node.op.backward_steps(g, saved[i], params[i])
+                for s, gs in zip(node.srcs, outs, strict=True):
+                    grads[s] = gs if s not in grads else grads[s] + gs
+            saved[i] = None
+            if tick:
+                tick()
         return grads.get(-1, np.zeros(self.x_shape))
 
 
@@ -1100,14 +1098,16 @@ class ErfJob:
             grad = yield from plan.gradient(params, x, self._tick)
             if i == 0:
                 self._first, self._x0 = grad, x
-            with np.errstate(all="ignore"):
-                self._acc += np.abs(grad).sum(axis=0)
+            self._acc += np.abs(grad).sum(axis=0)
             yield
 
     def step(self) -> bool:
         """Run the next chunk; False once every chunk has run."""
         try:
-            next(self._steps)
+            # overflow to inf / nan is IEEE arithmetic, as in torch: no warnings. Never held across a yield: numpy's
+            # error state is a context variable, and the chunks may run in different worker threads.
+            with np.errstate(all="ignore"):
+                next(self._steps)
         except StopIteration:
             return False
         return True
@@ -1118,7 +1118,8 @@ class ErfJob:
             pass
         if self._outcome is None:
             erf_map = self._acc / self.samples
-            self._outcome = ErfOutcome(self._report(erf_map), erf_map, self._first, self._x0, self.plan)
+            with np.errstate(all="ignore"):
+                self._outcome = ErfOutcome(self._report(erf_map), erf_map, self._first, self._x0, self.plan)
         return self._outcome
 
     # ------------------------------------------------------------------ the report
