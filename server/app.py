@@ -15,6 +15,7 @@ from .completions import register_completions
 from .conv_tools import TEMPLATE_COMPLETIONS
 from .conv_tools import register as register_conv
 from .designer_tools import register as register_designer
+from .erf_tools import register as register_erf
 from .errors import domain_errors
 from .guards import cap_tool_errors
 from .results import READ_ONLY, structured
@@ -37,6 +38,7 @@ output_position, the exact input region one output pixel sees.
 target receptive field.
 - conv2d / conv2d_backward: run a small convolution (or its gradients) in NumPy on real numbers, \
 with named kernels such as sobel_x.
+- effective_receptive_field: the exact gradient of one output pixel w.r.t. the input (Luo et al. 2016): the ERF's size per axis against the theoretical receptive field.
 - get_guide: the method texts (the same as the prompts cnn-architect and conv-shape-calculator and the \
 resources conv://prompts/cnn-architect and conv://skills/conv-shape-calculator), for clients that only call tools.
 Errors name the layer, the field, the rule and the numbers: fix the argument and call again."""
@@ -81,6 +83,7 @@ def build_server() -> MCPServer:
     register_walk(server)
     register_designer(server)
     register_conv(server)
+    register_erf(server)
     register_texts(server)
     register_completions(server, prompts=PROMPT_COMPLETIONS, templates=TEMPLATE_COMPLETIONS)
     return server
