@@ -283,16 +283,18 @@ def pool(w, layer: MaxPool | AvgPool, x: T, rf, path: str) -> Rec:
     if ltype == "avgpool1d" and layer.divisor_override is not None:
         raise SpecError("avgpool1d takes no divisor_override (nn.AvgPool1d has none; AvgPool2d and AvgPool3d do)")
     k, s, p = layer.kernel_size, layer.stride, layer.padding
-    k = (k,) * nd if k.__class__ is int else axes(k, nd, "kernel_size", ltype)
-    s = k if s is None else (s,) * nd if s.__class__ is int else axes(s, nd, "stride", ltype)
-    p = (p,) * nd if p.__class__ is int else axes(p, nd, "padding", ltype)
-    d = axes(layer.dilation, nd, "dilation", ltype) if ltype[:3] == "max" else (1,) * nd
+    two = nd == 2  # tuple displays for the common 2-D case, as in conv
+    k = ((k, k) if two else (k,) * nd) if k.__class__ is int else axes(k, nd, "kernel_size", ltype)
+    s = k if s is None else ((s, s) if two else (s,) * nd) if s.__class__ is int else axes(s, nd, "stride", ltype)
+    p = ((p, p) if two else (p,) * nd) if p.__class__ is int else axes(p, nd, "padding", ltype)
+    d = layer.dilation if ltype[:3] == "max" else 1
+    d = ((d, d) if two else (d,) * nd) if d.__class__ is int else axes(d, nd, "dilation", ltype)
     sp = x.sp
     if sp is None:
         return _unknown(x, path, ltype)
     ceil = layer.ceil_mode
     try:
-        if nd == 2:
+        if two:
             out = (pool_output_length(sp[0], k[0], s[0], p[0], d[0], ceil), pool_output_length(sp[1], k[1], s[1], p[1], d[1], ceil))
         else:
             out = tuple(map(pool_output_length, sp, k, s, p, d, (ceil,) * nd))
