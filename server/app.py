@@ -17,7 +17,7 @@ from .conv_tools import register as register_conv
 from .designer_tools import register as register_designer
 from .erf_tools import register as register_erf
 from .errors import domain_errors
-from .guards import cap_tool_errors
+from .guards import argument_errors, cap_tool_errors, strict_arguments
 from .results import READ_ONLY, structured
 from .texts import PROMPT_COMPLETIONS, register_texts
 from .walk_tools import register as register_walk
@@ -54,6 +54,7 @@ def build_server() -> MCPServer:
     )
     # A safety net for every tool: the SDK's text for invalid arguments has one paragraph per bad list element.
     server.middleware.append(cap_tool_errors)
+    server.middleware.append(argument_errors(server))  # unknown and invalid arguments: one line each, naming them
 
     @server.tool(name="conv_output_size", title="Output size of one conv, pool or transposed conv", annotations=READ_ONLY)
     @domain_errors
@@ -86,6 +87,7 @@ def build_server() -> MCPServer:
     register_erf(server)
     register_texts(server)
     register_completions(server, prompts=PROMPT_COMPLETIONS, templates=TEMPLATE_COMPLETIONS)
+    strict_arguments(server)  # numbers are JSON numbers in every tool
     return server
 
 

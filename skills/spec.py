@@ -52,7 +52,8 @@ def field_help(field: str, ltype: str | None) -> str | None:
 
 
 class _Layer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a number must be a number ("2" is refused, as every tool's arguments refuse it); lists stay lists
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _PerAxis(_Layer):
