@@ -19,6 +19,7 @@ from .erf_tools import register as register_erf
 from .errors import domain_errors
 from .guards import argument_errors, cap_tool_errors, strict_arguments
 from .results import READ_ONLY, structured
+from .schemas import compact_schemas
 from .texts import PROMPT_COMPLETIONS, register_texts
 from .walk_tools import register as register_walk
 
@@ -59,21 +60,21 @@ def build_server() -> MCPServer:
     @server.tool(name="conv_output_size", title="Output size of one conv, pool or transposed conv", annotations=READ_ONLY)
     @domain_errors
     async def conv_output_size_tool(
-        input_size: Annotated[IntOrAxes, Field(description="input spatial size: an int (every axis), [H, W], [L] or [D, H, W]")],
-        kernel_size: Annotated[IntOrAxes, Field(description="kernel size: K, or one per axis")],
+        input_size: Annotated[IntOrAxes, Field(description="H (square), [H, W], [L] or [D, H, W]")],
+        kernel_size: Annotated[IntOrAxes, Field(description="K or one per axis")],
         stride: Annotated[
-            IntOrAxes | None, Field(description="stride; default 1, or kernel_size for kind 'pool' (as nn.MaxPool2d)")
+            IntOrAxes | None, Field(description="default 1; kernel_size for kind 'pool'")
         ] = None,
         padding: Annotated[
             ConvPaddingAxes,
-            Field(description="padding per side: P, or one per axis; 'same'/'valid' for kind 'conv' (PyTorch's rule)"),
+            Field(description="per side, P or one per axis; 'same'/'valid' for kind 'conv'"),
         ] = 0,
-        dilation: Annotated[IntOrAxes, Field(description="dilation: D, or one per axis")] = 1,
-        ceil_mode: Annotated[bool, Field(description="pooling only: ceil instead of floor (PyTorch drops a last window starting in the right padding)")] = False,
-        output_padding: Annotated[NonNegOrAxes, Field(description="transposed conv only: extra size on the bottom/right, < max(stride, dilation)")] = 0,
-        kind: Annotated[Literal["conv", "pool", "transpose"], Field(description="conv (nn.ConvNd), pool (nn.MaxPoolNd/AvgPoolNd) or transpose (nn.ConvTransposeNd)")] = "conv",
+        dilation: Annotated[IntOrAxes, Field(description="D or one per axis")] = 1,
+        ceil_mode: Annotated[bool, Field(description="pool only (PyTorch's rule)")] = False,
+        output_padding: Annotated[NonNegOrAxes, Field(description="transpose only, < max(stride, dilation)")] = 0,
+        kind: Annotated[Literal["conv", "pool", "transpose"], Field(description="nn.ConvNd, MaxPoolNd/AvgPoolNd or ConvTransposeNd")] = "conv",
     ) -> Annotated[CallToolResult, OutputSizeResult]:
-        """Output size of one Conv1d/2d/3d, pooling or ConvTranspose layer, exactly as PyTorch, with the arithmetic written out; all-int arguments mean 2-D ([h, w]), lists give the axes (1, 2 or 3)."""
+        """Output size of one conv, pool or transposed conv layer (1-3 axes; all ints: [h, w]), exactly as PyTorch, with the arithmetic written out."""
         # async on purpose: microseconds of arithmetic, so it runs on the event loop instead of hopping to a thread.
         if kind != "conv" and isinstance(padding, str):
             raise ToolError(f"padding={padding!r} is only for kind 'conv'; kind {kind!r} takes an int or a per-axis list")
@@ -88,6 +89,7 @@ def build_server() -> MCPServer:
     register_texts(server)
     register_completions(server, prompts=PROMPT_COMPLETIONS, templates=TEMPLATE_COMPLETIONS)
     strict_arguments(server)  # numbers are JSON numbers in every tool
+    compact_schemas(server)  # the tool list a client reads: no titles, null branches or nested $defs
     return server
 
 

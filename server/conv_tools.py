@@ -239,52 +239,51 @@ def register(server: MCPServer) -> None:
     async def conv2d_tool(
         x: Annotated[
             NestedList | None,
-            Field(description="input [H, W], [C, H, W] or [N, C, H, W] as a nested list (or use sample)"),
+            Field(description="input [H, W], [C, H, W] or [N, C, H, W] (or sample)"),
         ] = None,
         weight: Annotated[
-            NestedList | None, Field(description="weight [C_out, C_in/groups, kH, kW] as a nested list (or use kernel)")
+            NestedList | None, Field(description="[C_out, C_in/groups, kH, kW] (or kernel)")
         ] = None,
         kernel: Annotated[
             str | None,
             Field(
-                description="a kernel bank name instead of weight, applied to each channel on its own: "
-                + ", ".join(KERNELS)
+                description="kernel bank name (conv://kernels, e.g. sobel_x) instead of weight, per channel"
             ),
         ] = None,
-        bias: Annotated[NestedList | None, Field(description="bias [C_out]")] = None,
-        stride: Annotated[IntOrPair, Field(description="stride: S or [sH, sW]")] = 1,
+        bias: Annotated[NestedList | None, Field(description="[C_out]")] = None,
+        stride: Annotated[IntOrPair, Field(description="S or [sH, sW]")] = 1,
         padding: Annotated[
             PaddingArg,
-            Field(description="padding per side: P, [pH, pW], 'same' (stride 1; extra pixel bottom/right) or 'valid'"),
+            Field(description="P, [pH, pW], 'same' or 'valid'"),
         ] = 0,
         padding_mode: Annotated[
             Literal["zeros", "reflect", "replicate", "circular"],
             Field(
-                description="how the border is filled, as nn.Conv2d (reflect needs padding < size, circular padding <= size)"
+                description="as nn.Conv2d"
             ),
         ] = "zeros",
-        dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,
+        dilation: Annotated[IntOrPair, Field(description="D or [dH, dW]")] = 1,
         groups: Annotated[
-            Count | None, Field(description="groups (default 1; with kernel, the channel count)")
+            Count | None, Field(description="default 1 (with kernel: the channel count)")
         ] = None,
         method: Annotated[
             Literal["naive", "im2col", "both"],
             Field(
-                description="naive = the reference loops (slow, ~5 us per output value), im2col = columns + one matrix multiply, both = run both and report max_abs_diff"
+                description="naive loops, im2col + one matmul, or both (compared: max_abs_diff)"
             ),
         ] = "im2col",
         sample: Annotated[
-            str | None, Field(description="a sample input name instead of x: " + ", ".join(SAMPLES))
+            str | None, Field(description="sample input name (conv://samples, e.g. step) instead of x")
         ] = None,
         show_columns: Annotated[
-            bool, Field(description="also return the im2col matrix of the first image (small inputs only)")
+            bool, Field(description="also the im2col matrix (first image)")
         ] = False,
         image: Annotated[
-            bool, Field(description="also return input, kernel and output side by side as a PNG image")
+            bool, Field(description="also a PNG of input, kernel, output")
         ] = False,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, Conv2dResult]:
-        """Convolve x with a weight (or a named kernel such as sobel_x) exactly as torch.nn.functional.conv2d, in NumPy: returns the output with its shape; optionally the im2col matrix and a picture."""
+        """Convolve x with a weight (or a named kernel such as sobel_x) exactly as torch.nn.functional.conv2d, in NumPy; optionally the im2col matrix and a picture."""
         from skills.conv import conv2d_job, conv_geometry, im2col
         from skills.picture import render
 
@@ -378,32 +377,32 @@ def register(server: MCPServer) -> None:
     async def conv2d_backward_tool(
         x: Annotated[
             NestedList | None,
-            Field(description="input [H, W], [C, H, W] or [N, C, H, W] as a nested list (or use sample)"),
+            Field(description="input [H, W], [C, H, W] or [N, C, H, W] (or sample)"),
         ] = None,
         weight: Annotated[
-            NestedList | None, Field(description="weight [C_out, C_in/groups, kH, kW] as a nested list (or use kernel)")
+            NestedList | None, Field(description="[C_out, C_in/groups, kH, kW] (or kernel)")
         ] = None,
         kernel: Annotated[
             str | None,
-            Field(description="a kernel bank name instead of weight (depthwise, groups = C): " + ", ".join(KERNELS)),
+            Field(description="kernel bank name instead of weight (per channel)"),
         ] = None,
-        bias: Annotated[NestedList | None, Field(description="bias [C_out]; when given, grad_bias is returned")] = None,
-        stride: Annotated[IntOrPair, Field(description="stride: S or [sH, sW]")] = 1,
-        padding: Annotated[PaddingArg, Field(description="zero padding per side: P, [pH, pW], 'same' or 'valid'")] = 0,
-        dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,
+        bias: Annotated[NestedList | None, Field(description="[C_out]; gives grad_bias")] = None,
+        stride: Annotated[IntOrPair, Field(description="S or [sH, sW]")] = 1,
+        padding: Annotated[PaddingArg, Field(description="zero padding: P, [pH, pW], 'same' or 'valid'")] = 0,
+        dilation: Annotated[IntOrPair, Field(description="D or [dH, dW]")] = 1,
         groups: Annotated[
-            Count | None, Field(description="groups (default 1; with kernel, the channel count)")
+            Count | None, Field(description="default 1 (with kernel: the channel count)")
         ] = None,
         grad_output: Annotated[
             NestedList | None,
-            Field(description="dL/doutput, shaped like the output; default ones (the gradient of sum(output))"),
+            Field(description="dL/doutput, output-shaped; default ones (grad of sum(output))"),
         ] = None,
         sample: Annotated[
-            str | None, Field(description="a sample input name instead of x: " + ", ".join(SAMPLES))
+            str | None, Field(description="sample input name (conv://samples, e.g. step) instead of x")
         ] = None,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, Conv2dBackwardResult]:
-        """Gradients of conv2d (zero padding) with respect to x, weight and bias, as torch autograd gives them; grad_input by col2im, summing overlapping windows."""
+        """Gradients of conv2d (zero padding) with respect to x, weight and bias, as torch autograd gives them (grad_input by col2im)."""
         from skills.conv import as_array, conv2d_backward_job, conv_geometry
 
         # reading a big nested list takes a while: off the event loop too

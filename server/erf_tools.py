@@ -24,10 +24,8 @@ from .results import READ_ONLY
 from .walk_tools import Graph, InputShape, LayersRef, Output, Spec, _limits, _p
 
 WEIGHTS_HELP = (
-    "'uniform' (every conv weight 1, biases 0: the paper's first case), 'random' (PyTorch's default init, seeded: "
-    "U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for conv weights and biases), or the weights themselves as an object keyed like "
-    "PyTorch's state_dict() ('0.weight': nested list, '3.body.1.bias', '2.running_mean', graph nodes by name). "
-    "BatchNorm runs in eval mode; 'uniform' and 'random' give it PyTorch's init (running mean 0, var 1, affine 1 / 0)"
+    "'uniform' (all 1, biases 0), 'random' (PyTorch's default init, seeded), or a state_dict-like object "
+    "('0.weight': nested list, '3.body.1.bias', graph nodes by name); BatchNorm in eval mode"
 )
 # Validated by skills.erf (a message with the choices and a suggestion), so published as string-or-object only.
 Weights = Annotated[
@@ -79,29 +77,28 @@ def register(server: MCPServer) -> None:
         graph: Graph = None,
         output: Output = None,
         weights: Weights = "uniform",
-        seed: Annotated[int, Field(ge=0, le=2**63 - 1, description="seed of the random draws; sample i uses seed + i")] = 0,
+        seed: Annotated[int, Field(ge=0, le=2**63 - 1, description="sample i uses seed + i")] = 0,
         samples: Annotated[
             int,
-            Field(ge=1, le=10_000, description="draws to average (random weights, random N(0,1) inputs); the paper uses 20. "
-                  "A network linear in its input with fixed weights needs one, and gets one"),
+            Field(ge=1, le=10_000, description="draws of random weights and N(0,1) inputs to average (the paper: 20)"),
         ] = 1,
         output_position: Annotated[
             list[int] | None,
-            Field(min_length=1, max_length=3, description="the probed output pixel, one index per spatial axis ([y, x] in 2-D); default the centre, size // 2"),
+            Field(min_length=1, max_length=3, description="probed output pixel per axis; default the centre"),
         ] = None,
         output_channel: Annotated[
-            int | None, Field(ge=0, description="probe one output channel; default the sum over all channels at that pixel")
+            int | None, Field(ge=0, description="one output channel; default the sum over channels")
         ] = None,
         at_layer: Annotated[
             int | str | None,
-            Field(description="probe this layer's output instead of the network's (top-level index, block path such as '4.body.1', or graph node name); default the output, or the last spatial layer before flatten"),
+            Field(description="probe this layer (index, path or node name); default the output, or the last spatial layer"),
         ] = None,
         image: Annotated[
-            bool, Field(description="also return a PNG: the ERF heatmap with its marginals (2-D) or its profile (1-D); none for 3-D")
+            bool, Field(description="also a PNG heatmap (2-D) or profile (1-D)")
         ] = False,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, ErfReport]:
-        """Effective receptive field (Luo et al., NeurIPS 2016): the exact gradient of one output pixel (default the centre; the sum over its channels) with respect to the input, by NumPy backpropagation, for uniform, random (PyTorch init) or given weights; per spatial axis its std, the widths holding 50% and 95% of the gradient mass and their fraction of the theoretical receptive field; with ReLUs or random weights, the map averages |gradient| over `samples` draws."""
+        """Effective receptive field (Luo et al. 2016): the exact input gradient of one output pixel (the sum over its channels; NumPy backprop) for uniform, random or given weights; per axis its std and the widths holding 50%/95% of the gradient mass, against the theoretical receptive field."""
         from skills.erf import erf_job
 
         def setup():
