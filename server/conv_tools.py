@@ -26,7 +26,10 @@ from .limits import LIMITS, Limits
 from .results import READ_ONLY
 
 CHUNK_SECONDS = 0.05  # work done per worker-thread hop before progress is reported and cancellation checked
-TEXT_INLINE = 256  # outputs up to this many elements are also written into the text content
+TEXT_VALUES = 1_024
+"""Values written into the text content (a compact grid, 4 significant digits): a client that passes only the text
+to the model still gives it the answer. Larger arrays: the text says where they are (structured content, or the
+summary when they exceed max_output_elements_inline)."""
 CORNER = 8
 
 # Arrays are validated by skills (short messages naming the place); a typed list[float] would make the SDK echo
@@ -223,6 +226,38 @@ async def _run(job, ctx: Context | None, label: str, offset: int = 0, total: int
     return job.result()
 
 
+def _number(v: float) -> str:
+    """A value for the text grid: an int when whole, else 4 significant digits (an overflow as Infinity, as JSON writes it)."""
+    if v != v or v in (float("inf"), float("-inf")):
+        return "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
+    if v == int(v) and abs(v) < 1e9:
+        return str(int(v))
+    return f"{v:.4g}"
+
+
+def grid_text(name: str, arr) -> str:
+    """`name` [shape] and its values as aligned rows, one block per leading index ([n, c] of an NCHW array)."""
+    values = arr.reshape(1, -1) if arr.ndim < 2 else arr
+    head = f"{name} {list(arr.shape)}:"
+    if arr.ndim < 2:
+        return head + " [" + ", ".join(_number(float(v)) for v in values[0]) + "]"
+    planes = values.reshape(-1, *values.shape[-2:])
+    cells = [[[_number(float(v)) for v in row] for row in plane] for plane in planes]
+    width = max(len(c) for plane in cells for row in plane for c in row)
+    lead = values.shape[:-2]
+    lines = [head]
+    for k, plane in enumerate(cells):
+        if lead:
+            index = []
+            rest = k
+            for size in reversed(lead):
+                index.append(rest % size)
+                rest //= size
+            lines.append(f"[{', '.join(map(str, reversed(index)))}]")
+        lines.extend(" ".join(c.rjust(width) for c in row) for row in plane)
+    return "\n".join(lines)
+
+
 def _shape_text(shape) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
@@ -357,8 +392,10 @@ def register(server: MCPServer) -> None:
         text = f"output_shape = {_shape_text(out.shape)} ({method}, {geom.macs:,} MACs)"
         if max_abs_diff is not None:
             text += f"; max_abs_diff naive vs im2col = {max_abs_diff:.3g}"
-        if output is not None and out.size <= TEXT_INLINE:
-            text += "\noutput = " + json.dumps(output)
+        if out.size <= TEXT_VALUES:
+            text += "\n" + grid_text("output", out)
+        elif output is not None:
+            text += f"\noutput: {out.size:,} values, more than the text shows ({TEXT_VALUES:,}); all of them are in the structured content's output"
         elif summary is not None:
             text += (
                 f"\n{summary.note}; min {summary.min:.6g}, max {summary.max:.6g}, mean {summary.mean:.6g}, std {summary.std:.6g}"
@@ -450,6 +487,14 @@ def register(server: MCPServer) -> None:
         text += f" (grad_output {'given' if grad_output is not None else 'ones'}, {2 * geom.macs:,} MACs)"
         if summaries:
             text += "; summarised: " + ", ".join(summaries)
+        for name, arr in (("grad_input", gi), ("grad_weight", gw), ("grad_bias", gb)):
+            if arr is None:
+                continue
+            if arr.size <= TEXT_VALUES:
+                text += "\n" + grid_text(name, arr)
+            else:
+                where = "a summary in the structured content's summaries" if name in summaries else "all of them in the structured content"
+                text += f"\n{name}: {arr.size:,} values, more than the text shows ({TEXT_VALUES:,}); {where}"
         return CallToolResult(
             content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
         )
