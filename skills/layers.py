@@ -258,6 +258,13 @@ def pool(w, layer: MaxPool | AvgPool, x: T, rf, path: str, label: str) -> Rec:
         return _unknown(x, path, ltype)
     ceil = (layer.ceil_mode,) * nd
     out = _sizes(pool_output_length, nd, x.sp, k, s, p, d, ceil)
+    if ltype == "avgpool3d":  # torch's avg_pool3d (only it) checks the unpadded input against the kernel
+        small = [f"{name} {n} < kernel_size {kk}" for name, n, kk in zip(AXIS_NAMES[3], x.sp, k, strict=True) if n < kk]
+        if small:
+            raise GeometryError(
+                f"the input {'x'.join(map(str, x.sp))} is smaller than the kernel {'x'.join(map(str, k))} ({', '.join(small)}); "
+                "AvgPool3d needs every input axis at least kernel_size, padding not counted"
+            )
     steps = ((WindowStep, tuple(zip(k, s, p, d, x.sp, strict=True))),)
     if rf is not None:
         rf = windows(rf, k, s, p, d)

@@ -1,0 +1,32 @@
+"""The N-d walk against PyTorch: regressions for engine bugs the N-d parity tests found."""
+
+from __future__ import annotations
+
+import pytest
+
+from skills.errors import GeometryError
+from skills.walk import shape_calculator
+
+torch = pytest.importorskip("torch")
+
+
+# ---------------------------------------------------------------- engine bugs these tests found (regressions)
+
+
+def test_avgpool3d_refuses_an_input_smaller_than_its_kernel_as_torch_does():
+    # found by the random 3-D region probe: [1, 3, 3, 3] -> maxpool3d k1, conv3d k1 s2 (2x2x2) -> avgpool3d k3 ceil_mode
+    layers = [{"type": "maxpool3d", "kernel_size": 1}, {"type": "conv3d", "out_channels": 1, "kernel_size": 1, "stride": 2},
+              {"type": "avgpool3d", "kernel_size": 3, "ceil_mode": True}]
+    with pytest.raises(GeometryError, match=r"^layer 2 \(avgpool3d\): the input 2x2x2 is smaller than the kernel 3x3x3 \(D 2 < kernel_size 3"):
+        shape_calculator([1, 3, 3, 3], layers)
+    with pytest.raises(RuntimeError, match="smaller than kernel size"):
+        torch.nn.AvgPool3d(3, ceil_mode=True)(torch.zeros(1, 1, 2, 2, 2))
+    # torch's avg_pool3d does not count the padding, and only it checks: max_pool3d and avg_pool2d run
+    with pytest.raises(GeometryError, match=r"\(D 2 < kernel_size 3\)"):
+        shape_calculator([1, 2, 5, 5], [{"type": "avgpool3d", "kernel_size": 3, "padding": 1}])
+    with pytest.raises(RuntimeError, match="smaller than kernel size"):
+        torch.nn.AvgPool3d(3, padding=1)(torch.zeros(1, 1, 2, 5, 5))
+    pools = [("maxpool3d", torch.nn.MaxPool3d, [1, 2, 5, 5]), ("avgpool2d", torch.nn.AvgPool2d, [1, 2, 5])]
+    for kind, module, input_shape in pools:
+        walked = shape_calculator(input_shape, [{"type": kind, "kernel_size": 3, "stride": 1, "padding": 1}])
+        assert walked.output_shape == list(module(3, 1, 1)(torch.zeros(1, *input_shape)).shape[1:]) == input_shape
