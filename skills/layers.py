@@ -277,6 +277,8 @@ def adaptive(w, layer: AdaptiveAvgPool | AdaptiveMaxPool, x: T, rf, path: str, l
     need_map(w, x, ltype, nd)
     size = layer.output_size
     size = (size,) * nd if size.__class__ is int else tuple(size) if len(size) == nd else (size[0],) * nd
+    if nd == 1 and size[0] is None:  # nn.AdaptiveAvgPool1d / MaxPool1d take an int only
+        raise SpecError(f"output_size must be an int >= 1 for {ltype} (PyTorch keeps an axis with None in 2-D and 3-D only), got {layer.output_size}")
     if x.sp is None:
         return _unknown(x, path, ltype)
     out = tuple(m or n for m, n in zip(size, x.sp, strict=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skills.errors import GeometryError
+from skills.errors import GeometryError, SpecError
 from skills.walk import shape_calculator
 
 torch = pytest.importorskip("torch")
@@ -30,3 +30,13 @@ def test_avgpool3d_refuses_an_input_smaller_than_its_kernel_as_torch_does():
     for kind, module, input_shape in pools:
         walked = shape_calculator(input_shape, [{"type": kind, "kernel_size": 3, "stride": 1, "padding": 1}])
         assert walked.output_shape == list(module(3, 1, 1)(torch.zeros(1, *input_shape)).shape[1:]) == input_shape
+
+
+def test_a_1d_adaptive_pool_refuses_output_size_none_as_torch_does():
+    # found by the random 1-D stacks: [1, 4] -> zeropad1d 0 -> adaptiveavgpool1d [None] (None keeps an axis in 2-D/3-D only)
+    for kind in ("adaptiveavgpool1d", "adaptivemaxpool1d"):
+        with pytest.raises(SpecError, match=rf"^layer 1 \({kind}\): output_size must be an int >= 1 for {kind}.*got \[None\]"):
+            shape_calculator([1, 4], [{"type": "zeropad1d", "padding": 0}, {"type": kind, "output_size": [None]}])
+    with pytest.raises(TypeError, match="must be tuple of ints"):
+        torch.nn.AdaptiveAvgPool1d((None,))(torch.zeros(1, 1, 4))
+    assert shape_calculator([1, 4, 4], [{"type": "adaptivemaxpool2d", "output_size": [None, 2]}]).output_shape == [1, 4, 2]
