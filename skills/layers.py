@@ -352,6 +352,19 @@ def _stats_note(w, label: str, ltype: str) -> None:
         )
 
 
+def _batch_statistics(x: T, samples: int, what: str, per_group: int = 1) -> None:
+    """Normalising with the input's own statistics needs more than 1 value per statistic: torch refuses 1, even in
+    eval mode (batchnorm without running stats: per channel over the batch and map; instancenorm: per map; groupnorm:
+    per group over the batch)."""
+    values = samples * per_group * (1 if x.flat else prod(x.sp))
+    if values == 1:
+        where = "spatial element per channel" if what[:8] == "instance" else "value per channel" if what[:5] == "batch" else "value per group"
+        raise GeometryError(
+            f"the input {x.dims()} gives 1 {where} to normalise over, and PyTorch needs more than 1 "
+            + ("(it normalises with the input's own statistics since track_running_stats=False)" if what != "groupnorm" else "(C/num_groups * N * spatial size = 1)")
+        )
+
+
 def batchnorm(w, layer: BatchNorm | InstanceNorm, x: T, rf, path: str, label: str) -> Rec:
     ltype = layer.type
     nd = nd_of(ltype)
@@ -370,6 +383,8 @@ def batchnorm(w, layer: BatchNorm | InstanceNorm, x: T, rf, path: str, label: st
         if have is None:
             raise SpecError("num_features cannot be inferred: no input_shape was given and no earlier layer fixes the channel count; give input_shape or num_features")
         c = have
+    if not layer.track_running_stats and x.elements():
+        _batch_statistics(x, (x.n or 1) if ltype[:5] == "batch" else 1, ltype)
     per = (1 + (1 if layer.bias else 0)) if layer.affine else 0
     params = per * c
     buffers = 2 * c + 1 if layer.track_running_stats else 0
@@ -393,6 +408,8 @@ def groupnorm(w, layer: GroupNorm, x: T, rf, path: str, label: str) -> Rec:
     g = layer.num_groups
     if c % g:
         raise GeometryError(f"num_groups={g} must divide num_channels={c} ({c} % {g} = {c % g})")
+    if x.elements():
+        _batch_statistics(x, x.n or 1, "groupnorm", c // g)
     per = (1 + (1 if layer.bias else 0)) if layer.affine else 0
     if rf is not None:
         _stats_note(w, label, "groupnorm")

@@ -40,3 +40,28 @@ def test_a_1d_adaptive_pool_refuses_output_size_none_as_torch_does():
     with pytest.raises(TypeError, match="must be tuple of ints"):
         torch.nn.AdaptiveAvgPool1d((None,))(torch.zeros(1, 1, 4))
     assert shape_calculator([1, 4, 4], [{"type": "adaptivemaxpool2d", "output_size": [None, 2]}]).output_shape == [1, 4, 2]
+
+
+def test_norms_with_the_inputs_own_statistics_refuse_one_value_as_torch_does():
+    # found by the random 3-D stacks: [1, 3, 3, 3] -> conv3d k1 (reflect) -> upsample x0.5 (1x1x1) -> batchnorm3d
+    # without running stats, which normalises with the batch's statistics, even in eval mode
+    layers = [{"type": "conv3d", "out_channels": 1, "kernel_size": 1, "padding_mode": "reflect"},
+              {"type": "upsample", "mode": "nearest", "scale_factor": 0.5, "recompute_scale_factor": True},
+              {"type": "batchnorm3d", "affine": False, "track_running_stats": False}]
+    with pytest.raises(GeometryError, match=r"^layer 2 \(batchnorm3d\): the input \[1, 1, 1, 1\] gives 1 value per channel"):
+        shape_calculator([1, 3, 3, 3], layers)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        torch.nn.BatchNorm3d(1, track_running_stats=False).eval()(torch.zeros(1, 1, 1, 1, 1))
+    with pytest.raises(GeometryError, match=r"^layer 0 \(instancenorm2d\): the input \[3, 1, 1\] gives 1 spatial element"):
+        shape_calculator([3, 1, 1], [{"type": "instancenorm2d"}])
+    with pytest.raises(ValueError, match="Expected more than 1 spatial element"):
+        torch.nn.InstanceNorm2d(3).eval()(torch.zeros(1, 3, 1, 1))
+    with pytest.raises(GeometryError, match=r"^layer 0 \(groupnorm\): the input \[3, 1, 1\] gives 1 value per group"):
+        shape_calculator([3, 1, 1], [{"type": "groupnorm", "num_groups": 3}])
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        torch.nn.GroupNorm(3, 3).eval()(torch.zeros(1, 3, 1, 1))
+    # running statistics, two samples, or two channels per group: torch runs them
+    for input_shape, layer in (([3, 1, 1], {"type": "batchnorm2d"}), ([2, 3, 1, 1], {"type": "batchnorm2d", "track_running_stats": False}),
+                               ([3, 1, 1], {"type": "instancenorm2d", "track_running_stats": True}),
+                               ([4, 1, 1], {"type": "groupnorm", "num_groups": 2})):
+        assert shape_calculator(input_shape, [layer]).output_shape == input_shape
