@@ -32,6 +32,7 @@ from .spec import (
     Concat,
     Conv,
     ConvTranspose,
+    Dropout,
     Flatten,
     GroupNorm,
     InstanceNorm,
@@ -565,6 +566,16 @@ def prelu(w, layer: PReLU, x: T, rf, path: str, label: str) -> Rec:
     return Rec(path, "prelu", x, x, k, 0, 0, f"{k}", None, None, rf)
 
 
+def dropout(w, layer: Dropout, x: T, rf, path: str, label: str) -> Rec:
+    """The identity in eval mode; but nn.Dropout1d checks its input's rank even then (a 1-D map or [N, C])."""
+    if layer.type == "dropout1d" and not x.flat and w.nd not in (None, 1):
+        raise SpecError(
+            f"dropout1d needs a 1-D map {LAYOUTS[1]} (or [N, C]) but its input {x.dims()} is a {w.nd}-D map; "
+            f"PyTorch refuses it even in eval mode: use dropout{w.nd}d or dropout"
+        )
+    return Rec(path, layer.type, x, x, rf=rf)
+
+
 # ---------------------------------------------------------------- flat tensors
 
 
@@ -819,11 +830,12 @@ RULES: dict[type, Any] = {
     ChannelShuffle: channel_shuffle,
     Softmax: softmax,
     PReLU: prelu,
+    Dropout: dropout,
     Flatten: flatten,
     Unflatten: unflatten,
     Linear: linear,
     Residual: residual,
     Concat: concat,
 }
-"""Layer model -> rule. A model without a rule (activations, dropout, identity) keeps its input's shape."""
+"""Layer model -> rule. A model without a rule (activations, identity) keeps its input's shape."""
 MERGES = (Cat,)  # with Add and Mul: graph nodes the walk joins with `merge`

@@ -65,3 +65,13 @@ def test_norms_with_the_inputs_own_statistics_refuse_one_value_as_torch_does():
                                ([3, 1, 1], {"type": "instancenorm2d", "track_running_stats": True}),
                                ([4, 1, 1], {"type": "groupnorm", "num_groups": 2})):
         assert shape_calculator(input_shape, [layer]).output_shape == input_shape
+
+
+def test_dropout1d_refuses_a_2d_or_3d_map_as_torch_does_even_in_eval_mode():
+    # found by the random 3-D stacks: [1, 3, 3, 3] -> maxpool3d k1 -> dropout1d
+    layers = [{"type": "maxpool3d", "kernel_size": 1}, {"type": "dropout1d", "p": 0.0}]
+    with pytest.raises(SpecError, match=r"^layer 1 \(dropout1d\): dropout1d needs a 1-D map \[C, L\] .* \[1, 3, 3, 3\] is a 3-D map.*use dropout3d"):
+        shape_calculator([1, 3, 3, 3], layers)
+    with pytest.raises(RuntimeError, match="dropout1d: Expected 2D or 3D input"):
+        torch.nn.Dropout1d(0.0).eval()(torch.zeros(1, 1, 3, 3, 3))
+    assert shape_calculator([4, 9], [{"type": "conv1d", "out_channels": 2, "kernel_size": 3}, {"type": "dropout1d"}]).output_shape == [2, 7]
