@@ -233,7 +233,7 @@ def _input(input_shape: Any, nd: int | None, decider: str | None, flat_first: bo
     if rank <= 2 and (flat_first or nd is None or nd >= rank):
         if nd is not None and not flat_first:
             raise GeometryError(
-                f"input_shape {dims} has {rank} axis{'es' if rank > 1 else ''} but {decider} needs a {nd}-D map: "
+                f"input_shape {dims} has {rank} {'axes' if rank > 1 else 'axis'} but {decider} needs a {nd}-D map: "
                 f"{LAYOUTS[nd]} or [N, {LAYOUTS[nd][1:]} ({nd + 1} or {nd + 2} axes)"
             )
         return T(dims[0] if rank == 2 else None, True, f=dims[-1]), nd

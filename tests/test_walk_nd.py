@@ -75,3 +75,9 @@ def test_dropout1d_refuses_a_2d_or_3d_map_as_torch_does_even_in_eval_mode():
     with pytest.raises(RuntimeError, match="dropout1d: Expected 2D or 3D input"):
         torch.nn.Dropout1d(0.0).eval()(torch.zeros(1, 1, 3, 3, 3))
     assert shape_calculator([4, 9], [{"type": "conv1d", "out_channels": 2, "kernel_size": 3}, {"type": "dropout1d"}]).output_shape == [2, 7]
+
+
+def test_an_input_shape_with_too_few_axes_says_axes():
+    # found by the bad-input cases: bilinear upsampling first, of a [C, L] input, said "has 2 axises"
+    with pytest.raises(GeometryError, match=r"^input_shape \[3, 16\] has 2 axes but layer 0 \(upsample\) needs a 2-D map"):
+        shape_calculator([3, 16], [{"type": "upsample", "scale_factor": 2, "mode": "bilinear"}])
