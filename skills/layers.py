@@ -128,9 +128,10 @@ def need_map(w, x: T, ltype: str, nd: int) -> None:
     if nd != w.nd:
         got = f"a {w.nd}-D map ({LAYOUTS[w.nd]})" if w.nd else "not a map"
         fix = f": use {ltype[:-2]}{w.nd}d" if w.nd and ltype[-1] == "d" and ltype[-2].isdigit() else ""
+        made = f" ({w.decider} makes this network {w.nd}-D)" if w.nd and getattr(w, "decider", None) else ""
         raise SpecError(
             f"its input {x.dims()} is {got} but {ltype} needs {nd} spatial axes ({LAYOUTS[nd]}); "
-            f"one network cannot mix dimensionalities{fix}"
+            f"one network cannot mix dimensionalities{made}{fix}"
         )
 
 

@@ -91,6 +91,7 @@ class Walk:
 
     def __init__(self, nd: int | None):
         self.nd = nd
+        self.decider: str | None = None  # 'layer 0 (conv2d)': the layer that fixed nd, for errors about mixing
         self.warnings: list[str] = []
         self.notes: set[str] = set()
         self.inner: list[Rec] = []
@@ -310,6 +311,7 @@ def walk(
         else:
             x, rf = T(None, False), None
         state = Walk(nd)
+        state.decider = decider
         state.warnings = warnings
         if graph is not None:
             records, out = state.graph(nodes, out_name, x, rf)

@@ -81,3 +81,14 @@ def test_an_input_shape_with_too_few_axes_says_axes():
     # found by the bad-input cases: bilinear upsampling first, of a [C, L] input, said "has 2 axises"
     with pytest.raises(GeometryError, match=r"^input_shape \[3, 16\] has 2 axes but layer 0 \(upsample\) needs a 2-D map"):
         shape_calculator([3, 16], [{"type": "upsample", "scale_factor": 2, "mode": "bilinear"}])
+
+
+def test_mixing_conv2d_and_conv3d_names_the_layer_that_made_the_network_2d():
+    # found by the bad-input cases: the error named the conv3d, not the conv2d (or graph node) that fixed the layout
+    with pytest.raises(SpecError, match=r"^layer 1 \(conv3d\): .*one network cannot mix dimensionalities \(layer 0 \(conv2d\) makes this network 2-D\): use conv2d"):
+        shape_calculator([3, 16, 16, 16], [{"type": "conv2d", "out_channels": 4, "kernel_size": 3},
+                                           {"type": "conv3d", "out_channels": 4, "kernel_size": 3}])
+    graph = [{"name": "stem", "inputs": ["input"], "type": "conv1d", "out_channels": 4, "kernel_size": 3},
+             {"name": "pool", "inputs": ["stem"], "type": "maxpool2d", "kernel_size": 2}]
+    with pytest.raises(SpecError, match=r"^node 'pool' \(maxpool2d\): .*\(node 'stem' \(conv1d\) makes this network 1-D\): use maxpool1d"):
+        shape_calculator([3, 16], graph=graph)
