@@ -21,7 +21,19 @@ from .arithmetic import (
     transpose_output_length,
 )
 from .errors import GeometryError, SpecError
-from .rf import AXIS_NAMES, AdaptiveStep, AxisRF, PadStep, SampleStep, TransposeStep, WindowStep, advance, hull, windows
+from .rf import (
+    AXIS_NAMES,
+    AdaptiveStep,
+    AxisRF,
+    PadStep,
+    SampleStep,
+    TransposeStep,
+    WindowStep,
+    advance,
+    hull,
+    torch_nearest_scale,
+    windows,
+)
 from .spec import (
     AdaptiveAvgPool,
     AdaptiveMaxPool,
@@ -485,7 +497,10 @@ def upsample(w, layer: Upsample, x: T, rf, path: str, label: str) -> Rec:
                 scale = Fraction(n, m) if by_size else 1 / Fraction(f)
                 offset = Fraction(0) if mode == "nearest" else scale / 2 if mode == "nearest-exact" else scale / 2 - Fraction(1, 2)
             family = mode if mode in ("nearest", "nearest-exact", "bicubic") else "linear"
-            args.append((n, m, family, scale, offset))
+            if mode in ("nearest", "nearest-exact"):  # PyTorch picks the pixel in float32, whatever the dtype
+                args.append((n, m, family, scale, offset, torch_nearest_scale(n, m, None if by_size else f)))
+            else:
+                args.append((n, m, family, scale, offset))
         steps = ((SampleStep, tuple(args)),)
     return Rec(path, "upsample", x, T(x.n, False, x.c, out), steps=steps, rf=advance(rf, steps[0], f"{label} (upsample)"))
 

@@ -921,3 +921,20 @@ def test_mixing_conv2d_and_conv3d_names_the_layer_that_made_the_network_2d():
              {"name": "pool", "inputs": ["stem"], "type": "maxpool2d", "kernel_size": 2}]
     with pytest.raises(SpecError, match=r"^node 'pool' \(maxpool2d\): .*\(node 'stem' \(conv1d\) makes this network 1-D\): use maxpool1d"):
         shape_calculator([3, 16], graph=graph)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_nearest_upsampling_reads_the_pixel_torchs_float32_forward_picks(mode):
+    # found by a sweep of scale factors against torch's forward (while checking the probe's twin): the walk picked
+    # floor(o / scale_factor) exactly (in double for 1.3), but torch's kernels pick floorf(o * (float)(1/1.3)):
+    # 31 samples x 1.3, output 39 reads sample 30 in torch, 29 in the walk; sizes too: 17,612 -> 149,214
+    cases = [(31, {"scale_factor": 1.3}), (2, {"scale_factor": 1.3}), (9, {"scale_factor": 1.1}), (40, {"scale_factor": 0.7}),
+             (32, {"scale_factor": 1.3, "recompute_scale_factor": True}), (17, {"size": 40}), (17612, {"size": 149214})]
+    for n, resize in cases:
+        layers = [{"type": "conv1d", "out_channels": 1, "kernel_size": 1}, {"type": "upsample", "mode": mode, **resize}]
+        picks = torch.nn.functional.interpolate(torch.arange(n, dtype=torch.float32).view(1, 1, n), mode=mode, **resize)[0, 0]
+        outputs = range(len(picks)) if n < 100 else (10_243, len(picks) - 1)  # each call tabulates 149,214 pixels
+        for o in outputs:
+            rf = receptive_field([1, n], layers, output_position=[o])
+            assert (rf.input_region_clipped.start, rf.input_region_clipped.end) == (int(picks[o]),) * 2, (n, resize, o)
+            assert rf.input_region.start <= int(picks[o]) <= rf.input_region.end
