@@ -74,13 +74,17 @@ def blocks():
 
 @functools.cache
 def probes():
-    """Positive stand-ins of the geometry twin: (WindowProbe, AxisMean).
+    """Positive stand-ins of the geometry twin: (WindowProbe, AxisMean, NearestGather).
 
     WindowProbe(pool): a max pool's windows (kernel, stride, padding, dilation, ceil_mode) summed with positive
     weights: a conv with a dilated all-positive kernel over the zero-padded map, cropped to the output size the max pool
     itself gives (so ceil_mode's rule is torch's). Zero padding where the max pool pads with -inf is the same for a
     gradient probe: only which real pixels a window reaches matters. AxisMean(dim): the mean over one axis broadcast
-    back, a softmax's dependency pattern (every output along the axis reads the whole axis) with positive weights."""
+    back, a softmax's dependency pattern (every output along the axis reads the whole axis) with positive weights.
+    NearestGather(upsample): nearest upsampling as a gather of the pixels the module's forward picks on a float32 map
+    (torch's default dtype): its own backward picks by another rule (sizes n -> n and n -> 2n copy, whatever the
+    scale_factor) and its float64 forward rounds once less, so neither the gradient nor a float64 run can say which
+    pixel the forward reads."""
     torch = pytest.importorskip("torch")
     nn, F = torch.nn, torch.nn.functional
 
@@ -108,7 +112,26 @@ def probes():
         def forward(self, x):
             return x.mean(self.dim, keepdim=True).expand_as(x)
 
-    return WindowProbe, AxisMean
+    class NearestGather(nn.Module):
+        def __init__(self, upsample):
+            super().__init__()
+            self.upsample = upsample
+
+        def forward(self, x):
+            nd = x.dim() - 2
+            lines = []
+            for axis in range(nd):  # the source index along each axis, from a ramp along it
+                shape = [1, 1] + [1] * nd
+                shape[2 + axis] = x.shape[2 + axis]
+                ramp = torch.arange(x.shape[2 + axis], dtype=torch.float32).reshape(shape).expand(1, 1, *x.shape[2:])
+                with torch.no_grad():
+                    picked = self.upsample(ramp.contiguous())
+                lines.append(picked[(0, 0, *[slice(None) if a == axis else 0 for a in range(nd)])].long())
+            for axis, line in enumerate(lines):
+                x = x.index_select(2 + axis, line)
+            return x
+
+    return WindowProbe, AxisMean, NearestGather
 
 
 def per_axis(v: Any, nd: int) -> tuple:
@@ -178,7 +201,7 @@ def _leaf(layer: dict, x, *, geometry: bool):
     """The torch module of one (non-block) layer whose input is the tensor x (batched)."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
-    WindowProbe, AxisMean = probes()
+    WindowProbe, AxisMean, NearestGather = probes()
     t, g = layer["type"], layer.get
     c = x.shape[1]
     nd = x.dim() - 2
@@ -241,14 +264,16 @@ def _leaf(layer: dict, x, *, geometry: bool):
                                                            elementwise_affine=g("elementwise_affine", True))
     if t == "upsample":
         size, scale = g("size"), g("scale_factor")
-        return nn.Upsample(size=tuple(size) if isinstance(size, list) else size,
-                           scale_factor=tuple(scale) if isinstance(scale, list) else scale, mode=g("mode", "nearest"),
-                           align_corners=g("align_corners"), recompute_scale_factor=g("recompute_scale_factor"))
+        m = nn.Upsample(size=tuple(size) if isinstance(size, list) else size,
+                        scale_factor=tuple(scale) if isinstance(scale, list) else scale, mode=g("mode", "nearest"),
+                        align_corners=g("align_corners"), recompute_scale_factor=g("recompute_scale_factor"))
+        return NearestGather(m) if geometry and m.mode in ("nearest", "nearest-exact") else m
     if t in ALIASES:
-        return getattr(nn, ALIASES[t])(size=g("size"), scale_factor=g("scale_factor"))
+        m = getattr(nn, ALIASES[t])(size=g("size"), scale_factor=g("scale_factor"))
+        return NearestGather(m) if geometry and t == "upsamplingnearest2d" else m
     if t == "pixelshuffle":  # one channel: each output pixel reads one input pixel, as nearest upsampling by r
         r = layer["upscale_factor"]
-        return nn.Upsample(scale_factor=r, mode="nearest") if geometry else nn.PixelShuffle(r)
+        return NearestGather(nn.Upsample(scale_factor=r, mode="nearest")) if geometry else nn.PixelShuffle(r)
     if t == "pixelunshuffle":  # an output pixel of any channel reads one pixel of each r x r block: the block
         r = layer["downscale_factor"]
         return nn.AvgPool2d(r) if geometry else nn.PixelUnshuffle(r)
@@ -285,9 +310,10 @@ def build(layers: list[Any], in_shape: list[int], *, dtype: str = "float32", geo
     (dilated too) as positive window sums of the same geometry (a max-pool's gradient reaches one pixel), adaptive max
     as adaptive average pools; norms, activations, dropout and channel shuffles as identities; concat adds its
     branches (with one channel the sum sees what any branch sees); a softmax over a spatial axis as the mean over it;
-    pixel (un)shuffle as nearest upsampling / average pooling by r. Upsampling keeps its mode: nearest, linear and
-    area weights are positive, so the gradient of one output pixel is positive exactly on the input pixels it depends
-    on; bicubic's weights can be negative (compare nonzero gradients for a lone bicubic layer only).
+    pixel (un)shuffle as nearest upsampling / average pooling by r; nearest upsampling as a gather of the pixels its
+    float32 forward picks (probes()). Other upsampling keeps its mode: linear and area weights are positive, so the
+    gradient of one output pixel is positive exactly on the input pixels it depends on; bicubic's weights can be
+    negative (compare nonzero gradients for a lone bicubic layer only).
     ones=True: after building, every parameter 1 and every bias 0.
     device="meta": shapes, params and FLOPs without computing anything (big networks).
     """
