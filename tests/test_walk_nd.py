@@ -23,7 +23,7 @@ from hypothesis.control import currently_in_test_context
 from torch_reference import batch_shape, build, build_graph
 
 from skills.errors import GeometryError, SpecError
-from skills.walk import _walk_back, receptive_field, shape_calculator, walk
+from skills.walk import _walk_back, parameter_count, receptive_field, shape_calculator, walk
 
 torch = pytest.importorskip("torch")
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
@@ -135,6 +135,8 @@ def assert_walk_matches_torch(input_shape, layers=None, graph=None, output=None,
         assert [row.output_shape, row.params, row.buffers, row.macs] == list(rows[key]), f"row {key}"
     assert report.output_shape == shape
     assert (report.total_params, report.total_buffers, report.total_macs) == (params, buffers, macs)
+    counted = parameter_count(layers, input_shape=input_shape, graph=graph, output=output)
+    assert (counted.total_params, counted.total_buffers) == (params, buffers)
     return report
 
 
@@ -430,7 +432,7 @@ def graph_layer(draw, nd, c, width, probe):
     if kind == "block":
         body = [{"type": f"conv{sfx}", "out_channels": c, "kernel_size": 3, "padding": 1}, {"type": "relu"}]
         return {"type": "residual", "body": body}, c
-    layers, ch = draw(nd_layers(nd, c, probe, kind=draw(st.sampled_from(["conv", "pool", "pad", "adaptive", "upsample"]))))
+    layers, ch = draw(nd_layers(nd, c, probe, kind=draw(st.sampled_from([k for k in KINDS if k != "concat"]))))
     return layers[0], ch
 
 
@@ -672,6 +674,10 @@ def test_fpn_top_down_path_matches_torch_at_every_level(output, size):
     rf = assert_region_matches_probe([3, 64, 64], [size // 2, size // 2], graph=fpn(), output=output)
     if output == "p3":  # p4 does not feed p3: counted in the totals (as torch counts unused modules), with a warning
         assert any("'p4'" in w and "do not feed the output 'p3'" in w for w in rf.warnings)
+    # a pixel of the merge m3 (at_layer names the node) sees what the graph cut at m3 sees
+    at = receptive_field([3, 64, 64], graph=fpn(), output=output, output_position=[4, 4], at_layer="m3")
+    cut = assert_region_matches_probe([3, 64, 64], [4, 4], graph=fpn(), output="m3")
+    assert at.at_layer == "m3" and spans(at.input_region_clipped) == spans(cut.input_region_clipped)
 
 
 def test_fpn_on_an_odd_size_is_an_add_that_does_not_broadcast():
