@@ -491,7 +491,9 @@ def upsample(w, layer: Upsample, x: T, rf, path: str, label: str) -> Rec:
         by_size = layer.size is not None or bool(layer.recompute_scale_factor)
         args = []
         for n, m, f in zip(x.sp, out, per, strict=True):
-            if need is not None and layer.align_corners:
+            if mode in ("linear", "bilinear", "trilinear") and m == n:  # torch's linear kernels copy an axis that keeps its size
+                scale, offset = Fraction(1), Fraction(0)
+            elif need is not None and layer.align_corners:
                 scale, offset = (Fraction(n - 1, m - 1) if m > 1 else Fraction(0)), Fraction(0)
             else:
                 scale = Fraction(n, m) if by_size else 1 / Fraction(f)

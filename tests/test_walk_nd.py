@@ -944,3 +944,21 @@ def test_nearest_upsampling_reads_the_pixel_torchs_float32_forward_picks(mode):
             rf = receptive_field([1, n], layers, output_position=[o])
             assert (rf.input_region_clipped.start, rf.input_region_clipped.end) == (int(picks[o]),) * 2, (n, resize, o)
             assert rf.input_region.start <= int(picks[o]) <= rf.input_region.end
+
+
+@pytest.mark.parametrize("mode, scale", [("linear", [1.1]), ("bilinear", [1.1, 2.0]), ("trilinear", [1.1, 1.25, 1.1])])
+def test_linear_upsampling_copies_an_axis_that_keeps_its_size_as_torch_does(mode, scale):
+    # found by a sweep of linear upsampling against torch's forward weights (after the nearest fix): torch's
+    # compute_source_index_and_lambda copies an axis whose output size equals its input size, whatever the scale
+    # factor (5 px x 1.1 = 5 px); the walk interpolated with 1/1.1 there and said output 2 reads pixels 1..2
+    nd = len(scale)
+    layers = [{"type": f"conv{nd}d", "out_channels": 1, "kernel_size": 1}, {"type": "upsample", "scale_factor": scale, "mode": mode}]
+    x = torch.zeros(5 ** nd, 1, *[5] * nd)
+    x.view(5 ** nd, -1)[range(5 ** nd), range(5 ** nd)] = 1  # one-hot inputs: the forward's weights, pixel by pixel
+    weights = torch.nn.functional.interpolate(x, scale_factor=scale, mode=mode)
+    for position in [[o] * nd for o in range(5)]:
+        reads = (weights[(slice(None), 0, *position)] != 0).view(*[5] * nd)
+        rf = receptive_field([1, *[5] * nd], layers, output_position=position)
+        assert spans(rf.input_region_clipped) == hull(reads), position
+    if nd == 2:  # H keeps its size (copied), W doubles (interpolated)
+        assert spans(receptive_field([1, 5, 5], layers, output_position=[2, 3]).input_region_clipped) == [(2, 2), (1, 2)]
