@@ -499,7 +499,9 @@ def upsample(w, layer: Upsample, x: T, rf, path: str, label: str) -> Rec:
                 scale = Fraction(n, m) if by_size else 1 / Fraction(f)
                 offset = Fraction(0) if mode == "nearest" else scale / 2 if mode == "nearest-exact" else scale / 2 - Fraction(1, 2)
             family = mode if mode in ("nearest", "nearest-exact", "bicubic") else "linear"
-            if mode in ("nearest", "nearest-exact"):  # PyTorch picks the pixel in float32, whatever the dtype
+            if mode == "nearest" and nd == 2 and m in (n, 2 * n):  # torch's 2-D nearest kernel (nearest_idx) copies or halves
+                args.append((n, m, family, Fraction(n, m), Fraction(0)))
+            elif mode in ("nearest", "nearest-exact"):  # PyTorch picks the pixel in float32, whatever the dtype
                 args.append((n, m, family, scale, offset, torch_nearest_scale(n, m, None if by_size else f)))
             else:
                 args.append((n, m, family, scale, offset))

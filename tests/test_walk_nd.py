@@ -962,3 +962,25 @@ def test_linear_upsampling_copies_an_axis_that_keeps_its_size_as_torch_does(mode
         assert spans(rf.input_region_clipped) == hull(reads), position
     if nd == 2:  # H keeps its size (copied), W doubles (interpolated)
         assert spans(receptive_field([1, 5, 5], layers, output_position=[2, 3]).input_region_clipped) == [(2, 2), (1, 2)]
+
+
+def test_2d_nearest_upsampling_copies_an_axis_that_keeps_its_size_and_halves_one_that_doubles():
+    # found by the random 2-D region probe: [1, 3, 3] -> ... -> Upsample(scale_factor=1.3, mode='nearest') gives 3 x 3,
+    # and torch's 2-D nearest kernel (nearest_idx) copies it, and turns n -> 2n into o // 2, whatever the scale factor;
+    # its 1-D and 3-D kernels (and nearest-exact) do not: they take floorf(o * (float)(1/1.3))
+    layers = [{"type": "conv2d", "out_channels": 1, "kernel_size": 1}, {"type": "upsample", "scale_factor": [1.3, 2.1], "mode": "nearest"}]
+    report = shape_calculator([1, 3, 5], layers)
+    assert report.output_shape == [1, 3, 10]
+    ramp = torch.arange(3, dtype=torch.float32).view(1, 1, 3, 1).expand(1, 1, 3, 5).contiguous()
+    picks_h = torch.nn.functional.interpolate(ramp, scale_factor=[1.3, 2.1], mode="nearest")[0, 0, :, 0].long().tolist()
+    ramp = torch.arange(5, dtype=torch.float32).view(1, 1, 1, 5).expand(1, 1, 3, 5).contiguous()
+    picks_w = torch.nn.functional.interpolate(ramp, scale_factor=[1.3, 2.1], mode="nearest")[0, 0, 0].long().tolist()
+    assert picks_h == [0, 1, 2] and picks_w == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    for y in range(3):
+        for x in range(10):
+            rf = receptive_field([1, 3, 5], layers, output_position=[y, x])
+            assert spans(rf.input_region_clipped) == [(picks_h[y],) * 2, (picks_w[x],) * 2]
+    one_d = torch.nn.functional.interpolate(torch.arange(5.0).view(1, 1, 5), scale_factor=2.1, mode="nearest")[0, 0].long().tolist()
+    assert one_d == [0, 0, 0, 1, 1, 2, 2, 3, 3, 4]  # 1-D: floorf(o / 2.1), so output 2 reads sample 0
+    rf = receptive_field([1, 5], [{"type": "conv1d", "out_channels": 1, "kernel_size": 1}, {"type": "upsample", "scale_factor": 2.1}], output_position=[2])
+    assert spans(rf.input_region_clipped) == [(0, 0)]
