@@ -507,14 +507,16 @@ def _position(done: Walked, output_position: Any, at_layer: Any) -> tuple[list[i
     where = None if rec is done.out else rec.path
     pos = list(pos)
     spans = [(m.top(p), m.bottom(p)) for m, p in zip(rec.rf, pos, strict=True)]
-    if any(t is None for t, _ in spans):
+    boxes = _walk_back(done, rec, tuple(1 << p for p in pos))
+    if any(t is None for t, _ in spans) and not boxes:
         done.warnings.append(f"output pixel {pos} receives no input pixel (no kernel tap reaches it)")
         return pos, None, None, where
-    boxes = _walk_back(done, rec, tuple(1 << p for p in pos))
     if not boxes:
         done.warnings.append(f"output pixel {pos} reads only padding: no pixel of the image reaches it")
         return pos, region(spans), None, where
     hull = [(min(_low(b[a]) for b in boxes), max(b[a].bit_length() - 1 for b in boxes)) for a in range(nd)]
+    if any(t is None for t, _ in spans):  # no tap as zero padding would count it, but a replicate/reflect/circular pad reads pixels
+        return pos, region(hull), region(hull), where
     return pos, region(spans), region(hull), where
 
 

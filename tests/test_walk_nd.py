@@ -984,3 +984,16 @@ def test_2d_nearest_upsampling_copies_an_axis_that_keeps_its_size_and_halves_one
     assert one_d == [0, 0, 0, 1, 1, 2, 2, 3, 3, 4]  # 1-D: floorf(o / 2.1), so output 2 reads sample 0
     rf = receptive_field([1, 5], [{"type": "conv1d", "out_channels": 1, "kernel_size": 1}, {"type": "upsample", "scale_factor": 2.1}], output_position=[2])
     assert spans(rf.input_region_clipped) == [(0, 0)]
+
+
+def test_a_replicated_border_pixel_reads_what_it_copies_even_where_zero_padding_would_read_nothing():
+    # found by the random 1-D region probe (SOAK=10): [1, 4] -> ConvTranspose1d k1 s2 (odd outputs get no tap) ->
+    # ReplicationPad1d(1): output 0 copies pixel 0 of the transposed conv's map, which reads sample 0; the walk
+    # looked at the region as zero padding counts it (pixel -1: no tap) and said "receives no input pixel"
+    layers = [{"type": "convtranspose1d", "out_channels": 1, "kernel_size": 1, "stride": 2}, {"type": "replicationpad1d", "padding": 1}]
+    rf = receptive_field([1, 4], layers, output_position=[0])
+    assert spans(rf.input_region_clipped) == [(0, 0)] == hull(probe([1, 4], [0], layers))
+    assert spans(rf.input_region) == [(0, 0)] and rf.warnings == []
+    gap = receptive_field([1, 4], layers, output_position=[2])  # pixel 1 of the transposed conv's map: no tap
+    assert gap.input_region_clipped is None and not probe([1, 4], [2], layers).any()
+    assert "output pixel [2] receives no input pixel" in gap.warnings[0]
