@@ -201,26 +201,25 @@ def engine_pixels(input_shape, position, layers=None, graph=None, output=None):
 
 
 def wraps(layers=None, graph=None) -> bool:
-    """Whether any padding reads real pixels (reflect, replicate, circular): the unclipped input_region counts those
-    paddings as zero padding does, so it need not hold the pixels they read."""
+    """Whether any padding reads real pixels (reflect, replicate, circular): the unclipped input_region and the
+    receptive field count those paddings as zero padding does, so they need not hold the pixels they read."""
     text = repr(layers if graph is None else graph).lower()
     return any(w in text for w in ("reflect", "replicat", "circular"))
 
 
 def assert_region_matches_probe(input_shape, position, layers=None, graph=None, output=None):
     """input_region_clipped is the hull of the input pixels with gradient, per axis; the walk back reaches exactly those
-    pixels; input_region holds them (zero padding) and is no larger than the receptive field."""
+    pixels; with zero padding only, input_region holds them and is no larger than the receptive field."""
     rf = receptive_field(input_shape, layers, output_position=list(position), graph=graph, output=output)
     seen = probe(input_shape, position, layers, graph, output)
     note("probed: reads pixels" if seen.any() else "probed: reads only padding")
     assert spans(rf.input_region_clipped) == hull(seen)
     assert torch.equal(engine_pixels(input_shape, position, layers, graph, output), seen)
-    if seen.any():
+    if seen.any() and not wraps(layers, graph):
         region = spans(rf.input_region)
         for (lo, hi), (a, b), size in zip(region, hull(seen), rf.receptive_field, strict=True):
+            assert lo <= a and b <= hi
             assert hi - lo + 1 <= size
-            if not wraps(layers, graph):
-                assert lo <= a and b <= hi
     return rf
 
 
