@@ -517,6 +517,9 @@ def _position(done: Walked, output_position: Any, at_layer: Any) -> tuple[list[i
     hull = [(min(_low(b[a]) for b in boxes), max(b[a].bit_length() - 1 for b in boxes)) for a in range(nd)]
     if any(t is None for t, _ in spans):  # no tap as zero padding would count it, but a replicate/reflect/circular pad reads pixels
         return pos, region(hull), region(hull), where
+    # the map follows the widest path where merged paths' strides differ (a warning says so) and counts replicate,
+    # reflect and circular padding as zero padding: the region still holds every pixel the walk back found
+    spans = [(min(t, lo), max(b, hi)) for (t, b), (lo, hi) in zip(spans, hull, strict=True)]
     return pos, region(spans), region(hull), where
 
 
