@@ -84,7 +84,10 @@ def probes():
     NearestGather(upsample): nearest upsampling as a gather of the pixels the module's forward picks on a float32 map
     (torch's default dtype): its own backward picks by another rule (sizes n -> n and n -> 2n copy, whatever the
     scale_factor) and its float64 forward rounds once less, so neither the gradient nor a float64 run can say which
-    pixel the forward reads."""
+    pixel the forward reads. InterpTwin(upsample): linear or bicubic upsampling as its float64 forward's weights along
+    each axis (measured on one-hot planes), taken positive (bicubic's outer taps are negative) and without rounding
+    noise: below 1e-12 a weight is 0 in exact arithmetic (where a source coordinate falls on a pixel, the other tap
+    weighs ~1e-17 in builds that fuse the multiply-add), while real ones are at least ~1/(2 * output size)."""
     torch = pytest.importorskip("torch")
     nn, F = torch.nn, torch.nn.functional
 
@@ -131,7 +134,26 @@ def probes():
                 x = x.index_select(2 + axis, line)
             return x
 
-    return WindowProbe, AxisMean, NearestGather
+    class InterpTwin(nn.Module):
+        def __init__(self, upsample):
+            super().__init__()
+            self.upsample = upsample
+
+        def forward(self, x):
+            nd = x.dim() - 2
+            mats = []
+            for axis in range(nd):  # the forward's weights along each axis, from one-hot planes along it
+                n = x.shape[2 + axis]
+                planes = torch.eye(n, dtype=torch.float64).reshape(n, 1, *[n if a == axis else 1 for a in range(nd)])
+                with torch.no_grad():
+                    y = self.upsample(planes.expand(n, 1, *x.shape[2:]).contiguous())
+                w = y[(slice(None), 0, *[slice(None) if a == axis else 0 for a in range(nd)])].T.abs()  # [m, n]
+                mats.append(torch.where(w < 1e-12, torch.zeros_like(w), w))
+            for axis, w in enumerate(mats):
+                x = torch.movedim(torch.movedim(x, 2 + axis, -1) @ w.T.to(x.dtype), -1, 2 + axis)
+            return x
+
+    return WindowProbe, AxisMean, NearestGather, InterpTwin
 
 
 def per_axis(v: Any, nd: int) -> tuple:
@@ -201,7 +223,7 @@ def _leaf(layer: dict, x, *, geometry: bool):
     """The torch module of one (non-block) layer whose input is the tensor x (batched)."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
-    WindowProbe, AxisMean, NearestGather = probes()
+    WindowProbe, AxisMean, NearestGather, InterpTwin = probes()
     t, g = layer["type"], layer.get
     c = x.shape[1]
     nd = x.dim() - 2
@@ -267,10 +289,12 @@ def _leaf(layer: dict, x, *, geometry: bool):
         m = nn.Upsample(size=tuple(size) if isinstance(size, list) else size,
                         scale_factor=tuple(scale) if isinstance(scale, list) else scale, mode=g("mode", "nearest"),
                         align_corners=g("align_corners"), recompute_scale_factor=g("recompute_scale_factor"))
-        return NearestGather(m) if geometry and m.mode in ("nearest", "nearest-exact") else m
+        if not geometry or m.mode == "area":  # area: adaptive average pooling, positive weights
+            return m
+        return NearestGather(m) if m.mode in ("nearest", "nearest-exact") else InterpTwin(m)
     if t in ALIASES:
         m = getattr(nn, ALIASES[t])(size=g("size"), scale_factor=g("scale_factor"))
-        return NearestGather(m) if geometry and t == "upsamplingnearest2d" else m
+        return m if not geometry else NearestGather(m) if t == "upsamplingnearest2d" else InterpTwin(m)
     if t == "pixelshuffle":  # one channel: each output pixel reads one input pixel, as nearest upsampling by r
         r = layer["upscale_factor"]
         return NearestGather(nn.Upsample(scale_factor=r, mode="nearest")) if geometry else nn.PixelShuffle(r)
@@ -311,9 +335,8 @@ def build(layers: list[Any], in_shape: list[int], *, dtype: str = "float32", geo
     as adaptive average pools; norms, activations, dropout and channel shuffles as identities; concat adds its
     branches (with one channel the sum sees what any branch sees); a softmax over a spatial axis as the mean over it;
     pixel (un)shuffle as nearest upsampling / average pooling by r; nearest upsampling as a gather of the pixels its
-    float32 forward picks (probes()). Other upsampling keeps its mode: linear and area weights are positive, so the
-    gradient of one output pixel is positive exactly on the input pixels it depends on; bicubic's weights can be
-    negative (compare nonzero gradients for a lone bicubic layer only).
+    float32 forward picks, linear and bicubic upsampling as their forward's weights taken positive (probes()), area
+    upsampling as it is. So the gradient of one output pixel is positive exactly on the input pixels it depends on.
     ones=True: after building, every parameter 1 and every bias 0.
     device="meta": shapes, params and FLOPs without computing anything (big networks).
     """
