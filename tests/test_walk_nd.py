@@ -438,7 +438,8 @@ def graph_layer(draw, nd, c, width, probe):
 @st.composite
 def graphs(draw, nd, probe=False):
     """(input_shape, nodes, output): a random DAG of 2..8 nodes: layers on earlier nodes and add / mul / concat merges
-    of 2 or 3 of them; the output is the last node or, sometimes, another one; nodes sometimes listed out of order."""
+    of 2 or 3 of them; the output is the last node or, sometimes, another one; nodes sometimes listed out of order;
+    a batch axis sometimes."""
     c = draw(st.integers(1, 3))
     width = draw(st.sampled_from([2, 4]))
     shape = [c, *(draw(st.lists(st.integers(4, 16), min_size=nd, max_size=nd)) if nd == 2 else draw(sizes(nd)))]
@@ -463,6 +464,8 @@ def graphs(draw, nd, probe=False):
             layer, chans = draw(graph_layer(nd, made[j][1], width, probe))
             nodes.append({"name": name, "inputs": [made[j][0]], **spelled(draw, [layer])[0]})
         made.append((name, chans))
+    if not probe and draw(st.integers(0, 4)) == 0:  # a batch axis
+        shape = [draw(st.integers(1, 2)), *shape]
     output = None
     if draw(st.integers(0, 4)) == 0:
         output = draw(st.sampled_from([n["name"] for n in nodes]))
@@ -707,6 +710,13 @@ def test_3d_resnet_stem_reads_c_d_h_w_and_matches_torch():
     rf = assert_region_matches_probe([3, 16, 112, 112], [4, 14, 14], STEM_3D)
     # output z = 4 pools conv outputs 7..9, which read 6..10; y = 14 pools 27..29, which read 2*27-3 .. 2*29+3
     assert spans(rf.input_region) == [(6, 10), (51, 61), (51, 61)] == spans(rf.input_region_clipped)
+
+
+def test_parameter_count_of_the_3d_stem_needs_no_input_shape_once_in_channels_is_given():
+    layers = [{**STEM_3D[0], "in_channels": 3}, *STEM_3D[1:]]
+    report = parameter_count(layers)
+    assert (report.total_params, report.total_buffers) == (64 * 441 + 128, 129)
+    assert report.layers[0].formula == "64*3*3*7*7 = 28,224" and report.layers[1].buffers_formula == "2*64 + 1 = 129"
 
 
 AUDIO_1D = [  # M5 (Dai et al. 2017, torchaudio's speech-commands tutorial): 16,000 samples, 35 classes
