@@ -196,23 +196,35 @@ PARAM_FIELDS = set(ParameterReport.model_fields)
 def shape_rows(records: list[Rec]) -> list[ShapeRow]:
     rows = []
     append = rows.append
+    last, size, stride, pad = (), None, None, None
+    fields = SHAPE_ROW_FIELDS
     for r in records:
-        size, stride, pad = rf_fields(r.rf)
+        if r.rf is not last:  # layers that keep the receptive field (activations, norms) share their input's maps
+            last = r.rf
+            size, stride, pad = rf_fields(last)
         y = r.y
-        append(construct(ShapeRow, SHAPE_ROW_FIELDS, {
+        row = _new(ShapeRow)  # construct(), inlined: rows are the walk's other hot loop
+        _setattr(row, "__dict__", {
             "index": r.index, "path": r.path, "type": r.type, "input_shape": r.x.dims(),
             "output_shape": y.dims(), "params": r.params, "buffers": r.buffers, "macs": r.macs, "receptive_field": size,
             "effective_stride": stride, "effective_padding": pad, "activation_bytes": y.elements() * BYTES_PER_ELEMENT,
             "name": r.name,
-        }))
+        })
+        _setattr(row, "__pydantic_fields_set__", fields)
+        _setattr(row, "__pydantic_extra__", None)
+        _setattr(row, "__pydantic_private__", None)
+        append(row)
     return rows
 
 
 def rf_rows(records: list[Rec]) -> list[RFRow]:
     rows = []
     append = rows.append
+    last, size, stride, pad = (), None, None, None
     for r in records:
-        size, stride, pad = rf_fields(r.rf)
+        if r.rf is not last:
+            last = r.rf
+            size, stride, pad = rf_fields(last)
         append(construct(RFRow, RF_ROW_FIELDS, {
             "index": r.index, "path": r.path, "type": r.type, "output_shape": r.y.dims(),
             "receptive_field": size, "effective_stride": stride, "effective_padding": pad, "name": r.name,

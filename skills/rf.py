@@ -431,35 +431,40 @@ class AxisRF:
 
 def windows(rf: tuple, ks, ss, ps, ds) -> tuple:
     """The maps after a sliding window on every axis (one computation for axes that are alike)."""
+    if len(rf) == 2:  # the common case, unrolled
+        h, w = rf
+        nh = h.window(ks[0], ss[0], ps[0], ds[0])
+        if w is h and ks[1] == ks[0] and ss[1] == ss[0] and ps[1] == ps[0] and ds[1] == ds[0]:
+            return nh, nh
+        return nh, w.window(ks[1], ss[1], ps[1], ds[1])
     out = []
-    last = None
+    prev = None
     for i, m in enumerate(rf):
-        key = (m, ks[i], ss[i], ps[i], ds[i])
-        if last is not None and key[0] is last[0][0] and key[1:] == last[0][1:]:
-            out.append(last[1])
+        if prev is not None and m is rf[i - 1] and ks[i] == ks[i - 1] and ss[i] == ss[i - 1] and ps[i] == ps[i - 1] and ds[i] == ds[i - 1]:
+            out.append(prev)
             continue
-        nm = m.window(ks[i], ss[i], ps[i], ds[i])
-        last = (key, nm)
-        out.append(nm)
+        prev = m.window(ks[i], ss[i], ps[i], ds[i])
+        out.append(prev)
     return tuple(out)
 
 
-def advance(rf: tuple | None, steps: tuple, label: str) -> tuple | None:
+def advance(rf: tuple | None, steps: tuple, label) -> tuple | None:
     """The maps after a layer whose regions may depend on the phase (transposed conv, upsampling, adaptive pool);
-    `steps` is (step class, arguments per axis). Bounded by MAX_RF_WORK, with an error naming the layer."""
+    `steps` is (step class, its arguments: one tuple per argument, an entry per axis). Bounded by MAX_RF_WORK,
+    with an error naming the layer."""
     if rf is None:
         return None
-    cls, args = steps
+    cls, fields = steps
     names = AXIS_NAMES[len(rf)]
     out = []
-    for axis, m, a in zip(names, rf, args, strict=True):
-        step = cls(*a)
+    for i, (axis, m) in enumerate(zip(names, rf, strict=True)):
+        step = cls(*[f[i] for f in fields])
         if m.period > 1 or step.period > 1:
             period = m.period // gcd(step.shift, m.period) * step.period if step.shift else step.period
             window = getattr(step, "window", 1)
             if period * window > MAX_RF_WORK:
                 raise GeometryError(
-                    f"{label}: its receptive field along {axis} repeats only every {period:,} output pixels "
+                    f"{label() if callable(label) else label}: its receptive field along {axis} repeats only every {period:,} output pixels "
                     f"(windows of up to {window:,} px), more than the walk tracks ({MAX_RF_WORK:,} phase x window "
                     "steps); choose sizes whose ratio is a small fraction, or a smaller map"
                 )
@@ -470,9 +475,9 @@ def advance(rf: tuple | None, steps: tuple, label: str) -> tuple | None:
 # ---------------------------------------------------------------- merges
 
 
-def hull(paths: list[AxisRF], n: int | None, axis: str, where: str, labels: list[str], warnings: list[str]) -> AxisRF:
+def hull(paths: list[AxisRF], n: int | None, axis: str, where, labels: list[str], warnings: list[str]) -> AxisRF:
     """Region after a merge (residual, concat, add, mul): the hull of its paths' regions over the n output pixels;
-    misaligned centres become a warning."""
+    misaligned centres become a warning naming the merge (`where`: text, or a function giving it)."""
     if all(p.period == 1 for p in paths):  # the common case in integers (no Fractions): one stride, centres aligned
         shifts = {p.shift for p in paths}
         ends = [(p.tops[0], p.bottoms[0]) for p in paths if p.tops[0] is not None]
@@ -485,6 +490,7 @@ def hull(paths: list[AxisRF], n: int | None, axis: str, where: str, labels: list
                 if all(q is p or p.contains(q, n) for q in paths):
                     return p
         widest = max(paths, key=lambda p: p.size)
+        where = where() if callable(where) else where
         warnings.append(
             f"{where}: paths have different effective strides along {axis} "
             f"({', '.join(f'{lab} {num(p.stride)}' for lab, p in zip(labels, paths, strict=True))}); "
@@ -508,6 +514,7 @@ def hull(paths: list[AxisRF], n: int | None, axis: str, where: str, labels: list
                 misaligned = (y, centres)
     if misaligned is not None:
         y, centres = misaligned
+        where = where() if callable(where) else where
         warnings.append(
             f"{where}: path centres do not line up along {axis}: output pixel {y} is centred at input "
             + ", ".join(f"{num(c)} ({lab})" for lab, c in zip(labels, centres, strict=True) if c is not None)
@@ -529,6 +536,11 @@ def fields(rf: tuple | None) -> tuple[list[int], list, list]:
     """(receptive_field, effective_stride, effective_padding), one entry per axis, for a report row."""
     if rf is None:
         return [], [], []
-    if all(m.period == 1 and m.tops[0] is not None for m in rf):  # affine: no Fractions
+    if len(rf) == 2:  # the common case, unrolled (rows are the walk's hot path too)
+        h, w = rf
+        th, tw = h.tops[0], w.tops[0]
+        if h.period == 1 and w.period == 1 and th is not None and tw is not None:  # affine: no Fractions
+            return [h.bottoms[0] - th + 1, w.bottoms[0] - tw + 1], [h.shift, w.shift], [-th, -tw]
+    elif all(m.period == 1 and m.tops[0] is not None for m in rf):
         return [m.bottoms[0] - m.tops[0] + 1 for m in rf], [m.shift for m in rf], [-m.tops[0] for m in rf]
     return [m.size for m in rf], [num(m.stride) for m in rf], [num(m.padding) for m in rf]
