@@ -22,7 +22,19 @@ from .arithmetic import (
     transpose_output_length,
 )
 from .errors import GeometryError, SpecError
-from .rf import AXIS_NAMES, AdaptiveStep, AxisRF, PadStep, SampleStep, TransposeStep, WindowStep, advance, hull, windows
+from .rf import (
+    AXIS_NAMES,
+    AdaptiveStep,
+    AxisRF,
+    PadStep,
+    SampleStep,
+    TransposeStep,
+    WindowStep,
+    advance,
+    hull,
+    torch_nearest_scale,
+    windows,
+)
 from .spec import (
     ND_OF,
     AdaptiveAvgPool,
@@ -34,6 +46,7 @@ from .spec import (
     Concat,
     Conv,
     ConvTranspose,
+    Dropout,
     Flatten,
     GroupNorm,
     InstanceNorm,
@@ -144,9 +157,10 @@ def need_map(w, x: T, ltype: str, nd: int) -> None:
     if nd != w.nd:
         got = f"a {w.nd}-D map ({LAYOUTS[w.nd]})" if w.nd else "not a map"
         fix = f": use {ltype[:-2]}{w.nd}d" if w.nd and ltype[-1] == "d" and ltype[-2].isdigit() else ""
+        made = f" ({w.decider} makes this network {w.nd}-D)" if w.nd and getattr(w, "decider", None) else ""
         raise SpecError(
             f"its input {x.dims()} is {got} but {ltype} needs {nd} spatial axes ({LAYOUTS[nd]}); "
-            f"one network cannot mix dimensionalities{fix}"
+            f"one network cannot mix dimensionalities{made}{fix}"
         )
 
 
@@ -300,6 +314,13 @@ def pool(w, layer: MaxPool | AvgPool, x: T, rf, path: str) -> Rec:
             out = tuple(map(pool_output_length, sp, k, s, p, d, (ceil,) * nd))
     except GeometryError:
         out = _sizes(pool_output_length, nd, sp, k, s, p, d, (ceil,) * nd)  # the same error, naming its axis
+    if ltype == "avgpool3d":  # torch's avg_pool3d (only it) checks the unpadded input against the kernel
+        small = [f"{name} {n} < kernel_size {kk}" for name, n, kk in zip(AXIS_NAMES[3], sp, k, strict=True) if n < kk]
+        if small:
+            raise GeometryError(
+                f"the input {'x'.join(map(str, sp))} is smaller than the kernel {'x'.join(map(str, k))} ({', '.join(small)}); "
+                "AvgPool3d needs every input axis at least kernel_size, padding not counted"
+            )
     steps = ((WindowStep, (k, s, p, d, sp)),)
     if rf is not None:
         rf = windows(rf, k, s, p, d)
@@ -311,6 +332,8 @@ def adaptive(w, layer: AdaptiveAvgPool | AdaptiveMaxPool, x: T, rf, path: str) -
     nd = nd_of(ltype)
     need_map(w, x, ltype, nd)
     size = axes(layer.output_size, nd, "output_size", ltype)
+    if nd == 1 and size[0] is None:  # nn.AdaptiveAvgPool1d / MaxPool1d take an int only
+        raise SpecError(f"output_size must be an int >= 1 for {ltype} (PyTorch keeps an axis with None in 2-D and 3-D only), got {layer.output_size}")
     if x.sp is None:
         return _unknown(x, path, ltype)
     out = tuple(m or n for m, n in zip(size, x.sp, strict=True))
@@ -388,6 +411,19 @@ def _stats_note(w, path: str, ltype: str) -> None:
         )
 
 
+def _batch_statistics(x: T, samples: int, what: str, per_group: int = 1) -> None:
+    """Normalising with the input's own statistics needs more than 1 value per statistic: torch refuses 1, even in
+    eval mode (batchnorm without running stats: per channel over the batch and map; instancenorm: per map; groupnorm:
+    per group over the batch)."""
+    values = samples * per_group * (1 if x.flat else prod(x.sp))
+    if values == 1:
+        where = "spatial element per channel" if what[:8] == "instance" else "value per channel" if what[:5] == "batch" else "value per group"
+        raise GeometryError(
+            f"the input {x.dims()} gives 1 {where} to normalise over, and PyTorch needs more than 1 "
+            + ("(it normalises with the input's own statistics since track_running_stats=False)" if what != "groupnorm" else "(C/num_groups * N * spatial size = 1)")
+        )
+
+
 def batchnorm(w, layer: BatchNorm | InstanceNorm, x: T, rf, path: str) -> Rec:
     ltype = layer.type
     nd = ND_OF[ltype]
@@ -406,6 +442,8 @@ def batchnorm(w, layer: BatchNorm | InstanceNorm, x: T, rf, path: str) -> Rec:
         if have is None:
             raise SpecError("num_features cannot be inferred: no input_shape was given and no earlier layer fixes the channel count; give input_shape or num_features")
         c = have
+    if not layer.track_running_stats and x.elements():
+        _batch_statistics(x, (x.n or 1) if ltype[:5] == "batch" else 1, ltype)
     per = (1 + (1 if layer.bias else 0)) if layer.affine else 0
     params = per * c
     buffers = 2 * c + 1 if layer.track_running_stats else 0
@@ -429,6 +467,8 @@ def groupnorm(w, layer: GroupNorm, x: T, rf, path: str) -> Rec:
     g = layer.num_groups
     if c % g:
         raise GeometryError(f"num_groups={g} must divide num_channels={c} ({c} % {g} = {c % g})")
+    if x.elements():
+        _batch_statistics(x, x.n or 1, "groupnorm", c // g)
     per = (1 + (1 if layer.bias else 0)) if layer.affine else 0
     if rf is not None:
         _stats_note(w, path, "groupnorm")
@@ -496,13 +536,20 @@ def upsample(w, layer: Upsample, x: T, rf, path: str) -> Rec:
         by_size = layer.size is not None or bool(layer.recompute_scale_factor)
         args = []
         for n, m, f in zip(x.sp, out, per, strict=True):
-            if need is not None and layer.align_corners:
+            if mode in ("linear", "bilinear", "trilinear") and m == n:  # torch's linear kernels copy an axis that keeps its size
+                scale, offset = Fraction(1), Fraction(0)
+            elif need is not None and layer.align_corners:
                 scale, offset = (Fraction(n - 1, m - 1) if m > 1 else Fraction(0)), Fraction(0)
             else:
                 scale = Fraction(n, m) if by_size else 1 / Fraction(f)
                 offset = Fraction(0) if mode == "nearest" else scale / 2 if mode == "nearest-exact" else scale / 2 - Fraction(1, 2)
             family = mode if mode in ("nearest", "nearest-exact", "bicubic") else "linear"
-            args.append((n, m, family, scale, offset))
+            if mode == "nearest" and nd == 2 and m in (n, 2 * n):  # torch's 2-D nearest kernel (nearest_idx) copies or halves
+                args.append((n, m, family, Fraction(n, m), Fraction(0), None))
+            elif mode in ("nearest", "nearest-exact"):  # PyTorch picks the pixel in float32, whatever the dtype
+                args.append((n, m, family, scale, offset, torch_nearest_scale(n, m, None if by_size else f)))
+            else:
+                args.append((n, m, family, scale, offset, None))
         steps = ((SampleStep, tuple(zip(*args, strict=True))),)
     return Rec(path, "upsample", x, T(x.n, False, x.c, out), steps=steps, rf=advance(rf, steps[0], lambda: f"{w.label(path)} (upsample)"))
 
@@ -583,6 +630,16 @@ def prelu(w, layer: PReLU, x: T, rf, path: str) -> Rec:
     if k != 1 and have is not None and k != have:
         raise SpecError(f"num_parameters={k} must be 1 or the channel count {have} (shape {x.dims()})")
     return Rec(path, "prelu", x, x, k, 0, 0, f"{k}", None, None, rf)
+
+
+def dropout(w, layer: Dropout, x: T, rf, path: str) -> Rec:
+    """The identity in eval mode; but nn.Dropout1d checks its input's rank even then (a 1-D map or [N, C])."""
+    if layer.type == "dropout1d" and not x.flat and w.nd not in (None, 1):
+        raise SpecError(
+            f"dropout1d needs a 1-D map {LAYOUTS[1]} (or [N, C]) but its input {x.dims()} is a {w.nd}-D map; "
+            f"PyTorch refuses it even in eval mode: use dropout{w.nd}d or dropout"
+        )
+    return Rec(path, layer.type, x, x, rf=rf)
 
 
 # ---------------------------------------------------------------- flat tensors
@@ -844,11 +901,12 @@ RULES: dict[type, Any] = {
     ChannelShuffle: channel_shuffle,
     Softmax: softmax,
     PReLU: prelu,
+    Dropout: dropout,
     Flatten: flatten,
     Unflatten: unflatten,
     Linear: linear,
     Residual: residual,
     Concat: concat,
 }
-"""Layer model -> rule. A model without a rule (activations, dropout, identity) keeps its input's shape."""
+"""Layer model -> rule. A model without a rule (activations, identity) keeps its input's shape."""
 MERGES = (Cat,)  # with Add and Mul: graph nodes the walk joins with `merge`

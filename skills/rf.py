@@ -23,7 +23,10 @@ stride gaps and pixels no window reaches are excluded exactly: that gives `input
 
 from __future__ import annotations
 
+import struct
+from array import array
 from fractions import Fraction
+from functools import lru_cache
 from math import floor, gcd
 from typing import Any
 
@@ -132,6 +135,69 @@ class AdaptiveStep:
         return reads
 
 
+NEAREST_CHECK = 1 << 22
+"""Output sizes up to which a nearest upsampling's float32 index rule (PyTorch's) is compared pixel by pixel with the
+exact ratio it approximates, to decide whether the receptive-field map may use the ratio's period; past it the ratio
+is used for the map (the walk back from a pixel always follows PyTorch's rule)."""
+
+
+def _f32(x: float) -> float:
+    """x rounded to float32 (the product or quotient of two float32 values, formed exactly in double, rounds once)."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def torch_nearest_scale(n: int, m: int, scale_factor: float | None) -> float:
+    """The float32 scale PyTorch's nearest kernels use (compute_scales_value<float>): 1/scale_factor, or n/m."""
+    return _f32(1.0 / scale_factor) if scale_factor is not None else _f32(_f32(n) / m)
+
+
+def _nearest_source(o, n: int, mode: str, s32: float):
+    """PyTorch's source index of output pixels o (a numpy int64 array) as its forward computes it on a float32 map
+    (UpSampleKernel.cpp, opmath float): floorf(s * o) for nearest, floorf((s * (o + 0.5f) - 0.5f) + 0.5) for
+    nearest-exact, at most n - 1."""
+    import numpy as np
+
+    o = o.astype(np.float32)
+    s = np.float32(s32)
+    if mode == "nearest":
+        src = s * o
+    else:
+        src = ((s * (o + np.float32(0.5)) - np.float32(0.5)).astype(np.float64) + 0.5).astype(np.float32)
+    return np.minimum(np.floor(src).astype(np.int64), n - 1)
+
+
+@lru_cache(maxsize=256)
+def _nearest_is_ratio(n: int, m: int, mode: str, s32: float, p: int, q: int) -> bool:
+    """Whether PyTorch's float32 rule picks floor(o * p/q) (nearest) or floor((o + 1/2) * p/q) (nearest-exact) at every
+    output pixel o < m; compared in chunks, so memory stays small; assumed past NEAREST_CHECK."""
+    import numpy as np
+
+    chunk = 1 << 20
+    for lo in range(0, m if m <= NEAREST_CHECK else 0, chunk):
+        o = np.arange(lo, min(m, lo + chunk), dtype=np.int64)
+        exact = (o * p) // q if mode == "nearest" else ((2 * o + 1) * p) // (2 * q)
+        if not np.array_equal(_nearest_source(o, n, mode, s32), np.minimum(exact, n - 1)):
+            return False
+    return True
+
+
+def _bit_indices(bits: int):
+    """The set bits' indices, lowest first, as a numpy array."""
+    import numpy as np
+
+    raw = np.frombuffer(bits.to_bytes((bits.bit_length() + 7) // 8 or 1, "little"), dtype=np.uint8)
+    return np.flatnonzero(np.unpackbits(raw, bitorder="little"))
+
+
+def _bit_set(indices, n: int) -> int:
+    """The bit set of the given indices (each in [0, n))."""
+    import numpy as np
+
+    mask = np.zeros(n, dtype=bool)
+    mask[indices] = True
+    return int.from_bytes(np.packbits(mask, bitorder="little").tobytes(), "little")
+
+
 class SampleStep:
     """Upsampling n -> m (nn.Upsample, F.interpolate): output o reads the taps around the source coordinate
     src(o) = o*scale + offset, PyTorch's rule (scale = 1/scale_factor, or n/m when a size is given; (n-1)/(m-1) with
@@ -139,15 +205,23 @@ class SampleStep:
 
     With a scale that is a small fraction S/P the rule is periodic (P output pixels, shift S) and computed with exact
     rationals; otherwise (scale_factor=1.3) it is tabulated over the m output pixels, in double precision as PyTorch
-    computes it. `span` is the unclamped rule (taps past the border count like padding); `pre` clamps to [0, n) as
+    computes it for float64 maps. Nearest modes given `f32` (PyTorch's float32 scale, torch_nearest_scale) pick the
+    pixel PyTorch's forward picks on a float32 map (its default dtype; a float64 map rounds once less and may pick the
+    neighbour where the ratio lands within float32 rounding of a pixel boundary): periodic where that is the exact
+    ratio's pick at every output pixel, else tabulated. `span` is the unclamped rule (taps past the border count like padding); `pre` clamps to [0, n) as
     PyTorch does, and leaves out taps whose weight is exactly 0 (a source coordinate that falls on a pixel)."""
 
-    __slots__ = ("n", "m", "mode", "scale", "offset", "period", "shift", "table")
+    __slots__ = ("n", "m", "mode", "scale", "offset", "period", "shift", "table", "f32")
 
-    def __init__(self, n: int, m: int, mode: str, scale: Fraction, offset: Fraction):
-        self.n, self.m, self.mode, self.scale, self.offset = n, m, mode, scale, offset
-        if scale.denominator <= m:
+    def __init__(self, n: int, m: int, mode: str, scale: Fraction, offset: Fraction, f32: float | None = None):
+        self.n, self.m, self.mode, self.scale, self.offset, self.f32 = n, m, mode, scale, offset, f32
+        periodic = scale.denominator <= m
+        if periodic and f32 is not None:
+            periodic = _nearest_is_ratio(n, m, mode, f32, scale.numerator, scale.denominator)
+        if periodic:
             self.period, self.shift, self.table = scale.denominator, scale.numerator, None
+        elif f32 is not None:  # PyTorch's float32 pick per output pixel, tabulated when `span` first needs it
+            self.period, self.shift, self.table = m, n, ()
         else:  # not periodic within the map: one entry per output pixel
             self.period, self.shift = m, n
             self.scale, self.offset = float(scale), float(offset)
@@ -169,10 +243,19 @@ class SampleStep:
         if self.table is None:
             return self._taps(o)
         q, r = divmod(o, self.m)
+        if self.f32 is not None:
+            if not self.table:
+                import numpy as np
+
+                self.table = array("q", _nearest_source(np.arange(self.m, dtype=np.int64), self.n, self.mode, self.f32).tobytes())
+            i = self.table[r] + q * self.n
+            return i, i
         lo, hi = self.table[r]
         return lo + q * self.n, hi + q * self.n
 
     def pre(self, out: int) -> int:
+        if self.f32 is not None:  # PyTorch's float32 pick, pixel by pixel
+            return _bit_set(_nearest_source(_bit_indices(out), self.n, self.mode, self.f32), self.n) if out else 0
         reads, last = 0, self.n - 1
         for o in _bits(out):
             if self.mode == "linear" and self.offset < 0:  # PyTorch clamps the source coordinate itself at 0

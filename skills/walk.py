@@ -88,10 +88,11 @@ _MERGES = (Add, Mul, Cat)
 class Walk:
     """State of one walk: the records inside blocks, the network's dimensionality, and where warnings go."""
 
-    __slots__ = ("nd", "warnings", "notes", "inner", "src", "index", "node")
+    __slots__ = ("nd", "decider", "warnings", "notes", "inner", "src", "index", "node")
 
     def __init__(self, nd: int | None, warnings: list[str]):
         self.nd = nd
+        self.decider: str | None = None  # 'layer 0 (conv2d)': the layer that fixed nd, for errors about mixing
         self.warnings = warnings
         self.notes: set[str] = set()  # one-time warnings already given
         self.inner: list[Rec] = []
@@ -264,7 +265,7 @@ def _input(input_shape: Any, nd: int | None, decider: str | None, flat_first: bo
     if rank <= 2 and (flat_first or nd is None or nd >= rank):
         if nd is not None and not flat_first:
             raise GeometryError(
-                f"input_shape {dims} has {rank} axis{'es' if rank > 1 else ''} but {decider} needs a {nd}-D map: "
+                f"input_shape {dims} has {rank} {'axes' if rank > 1 else 'axis'} but {decider} needs a {nd}-D map: "
                 f"{LAYOUTS[nd]} or [N, {LAYOUTS[nd][1:]} ({nd + 1} or {nd + 2} axes)"
             )
         return T(dims[0] if rank == 2 else None, True, f=dims[-1]), nd
@@ -359,6 +360,7 @@ def walk(
         else:
             x, rf = T(None, False), None
         state = Walk(nd, warnings)
+        state.decider = decider
         if graph is not None:
             records, out = state.graph(nodes, out_name, x, rf)
         else:
@@ -553,14 +555,19 @@ def _position(done: Walked, output_position: Any, at_layer: Any) -> tuple[list[i
     where = None if rec is done.out else rec.path
     pos = list(pos)
     spans = [(m.top(p), m.bottom(p)) for m, p in zip(rec.rf, pos, strict=True)]
-    if any(t is None for t, _ in spans):
+    boxes = _walk_back(done, rec, tuple(1 << p for p in pos))
+    if any(t is None for t, _ in spans) and not boxes:
         done.warnings.append(f"output pixel {pos} receives no input pixel (no kernel tap reaches it)")
         return pos, None, None, where
-    boxes = _walk_back(done, rec, tuple(1 << p for p in pos))
     if not boxes:
         done.warnings.append(f"output pixel {pos} reads only padding: no pixel of the image reaches it")
         return pos, region(spans), None, where
     hull = [(min(_low(b[a]) for b in boxes), max(b[a].bit_length() - 1 for b in boxes)) for a in range(nd)]
+    if any(t is None for t, _ in spans):  # no tap as zero padding would count it, but a replicate/reflect/circular pad reads pixels
+        return pos, region(hull), region(hull), where
+    # the map follows the widest path where merged paths' strides differ (a warning says so) and counts replicate,
+    # reflect and circular padding as zero padding: the region still holds every pixel the walk back found
+    spans = [(min(t, lo), max(b, hi)) for (t, b), (lo, hi) in zip(spans, hull, strict=True)]
     return pos, region(spans), region(hull), where
 
 
