@@ -8,7 +8,7 @@ its errors say `layer 4.body.1 (conv2d): kernel_size must be ...`. The layer tab
 """
 
 from fractions import Fraction
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server import MCPServer
@@ -211,10 +211,31 @@ def param_text(r: ParameterReport) -> str:
     return head + "\n" + _table(["#", "type", "params"], shown, total) + _warnings(r.warnings)
 
 
-def _result(report: ShapeReport | ReceptiveFieldReport | ParameterReport, text: str) -> CallToolResult:
+DETAIL_HELP = (
+    "how much structured content: summary (totals, no rows), layers (default: one row per top-level layer or node; "
+    "a block is one row), full (also block_layers and every row field)"
+)
+Detail = Annotated[Literal["summary", "layers", "full"], Field(description=DETAIL_HELP)]
+
+
+def _result(report: ShapeReport | ReceptiveFieldReport | ParameterReport, text: str, detail: str = "full") -> CallToolResult:
     """app.structured(report, text), with the structured content taken from the report directly (skills.walk.report_json
-    gives what model_dump(mode="json") would, without its pass over every value)."""
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=report_json(report))
+    gives what model_dump(mode="json") would, without its pass over every value), cut to `detail`."""
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=project(report_json(report), detail))
+
+
+def project(content: dict, detail: str) -> dict:
+    """A walk's structured content at a level of detail: "full" as walked; "layers" the top-level rows without what
+    repeats (a top-level row's path is its index, or its name), no block_layers; "summary" no rows at all."""
+    if detail == "full":
+        return content
+    content["block_layers"] = []
+    if detail == "summary":
+        content["layers"] = []
+        return content
+    for row in content["layers"]:
+        row.pop("path", None)
+    return content
 
 
 def register(server: MCPServer) -> None:
@@ -223,11 +244,12 @@ def register(server: MCPServer) -> None:
     @server.tool(name="shape_calculator", title="Walk a CNN: shapes, params, MACs, receptive field", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
     async def shape_calculator_tool(
-        input_shape: InputShape, layers: Layers = None, spec: Spec = None, graph: Graph = None, output: Output = None
+        input_shape: InputShape, layers: Layers = None, spec: Spec = None, graph: Graph = None, output: Output = None,
+        detail: Detail = "layers",
     ) -> Annotated[CallToolResult, ShapeReport]:
         """Walk a whole network (1-D, 2-D or 3-D) layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON), `graph` (named nodes) or `spec` (print(model) text)."""
         report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec, graph=graph, output=output)
-        return _result(report, shape_text(report))
+        return _result(report, shape_text(report), detail)
 
     @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
@@ -245,13 +267,14 @@ def register(server: MCPServer) -> None:
             int | str | None,
             Field(description="with output_position: the layer whose output pixel it names (top-level index, block path such as '4.body.1', or graph node name); default the output, or the last spatial layer before flatten"),
         ] = None,
+        detail: Detail = "layers",
     ) -> Annotated[CallToolResult, ReceptiveFieldReport]:
         """Receptive field, effective stride and effective padding per spatial axis (Araujo et al. 2019) after every layer; with output_position, the inclusive input region that pixel sees, before and after clipping to the image."""
         report = await _named_limit(
             receptive_field, input_shape=input_shape, output_position=output_position, at_layer=at_layer, layers=layers,
             spec=spec, graph=graph, output=output,
         )
-        return _result(report, rf_text(report))
+        return _result(report, rf_text(report), detail)
 
     @server.tool(name="parameter_count", title="Parameters and buffers per layer, with formulas", annotations=READ_ONLY)
     @domain_errors
@@ -268,7 +291,8 @@ def register(server: MCPServer) -> None:
                 description="[C, H, W] or [N, C, H, W] ([C, L], [C, D, H, W] for 1-D, 3-D); needed only when channels (or a linear's in_features) cannot be inferred from the layers",
             ),
         ] = None,
+        detail: Detail = "layers",
     ) -> Annotated[CallToolResult, ParameterReport]:
         """Trainable params and buffers (BatchNorm running statistics) per layer, each with its formula written out (e.g. '64*3*3*3 + 64 = 1,792'), and the totals."""
         report = await _named_limit(parameter_count, input_shape=input_shape, layers=layers, spec=spec, graph=graph, output=output)
-        return _result(report, param_text(report))
+        return _result(report, param_text(report), detail)

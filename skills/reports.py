@@ -60,7 +60,7 @@ class ShapeRow(BaseModel):
     """One layer of shape_calculator (blocks are one row; their layers are in `block_layers`)."""
 
     index: int = Field(description="top-level layer index (graph: node index), from 0")
-    path: str = Field(description="index path, e.g. '4' or '4.body.1' inside a block; a graph node's name")
+    path: str | None = Field(None, description="index path, e.g. '4' or '4.body.1' inside a block; a graph node's name (the tools leave it out of top-level rows, where it is the index or the name)")
     type: str
     input_shape: list[int]
     output_shape: list[int]
@@ -111,7 +111,7 @@ class RFRow(BaseModel):
     """One layer of receptive_field."""
 
     index: int
-    path: str
+    path: str | None = None
     type: str
     output_shape: list[int]
     receptive_field: list[int]
@@ -145,7 +145,7 @@ class ParamRow(BaseModel):
     """One layer of parameter_count."""
 
     index: int
-    path: str
+    path: str | None = None
     type: str
     params: int
     buffers: int
