@@ -1,15 +1,19 @@
-"""The network walk's cost: in-process by depth (100, 1,000, 10,000 layers), and shape_calculator on VGG16 over stdio
-against conv_output_size in the same server and run.
+"""The network walk's cost: against the previous engine on reference nets (same run, interleaved), graph specs at
+1,000 / 10,000 / 100,000 nodes, layer stacks by depth, and shape_calculator on VGG16 over stdio against
+conv_output_size in the same server and run.
 
-Run: python bench/bench_walk.py [--repeats 20] [--calls 300]
+Run: python bench/bench_walk.py [--repeats 20] [--calls 300] [--baseline REV]
 Pure Python on both sides (no numpy or torch is imported), so thread settings do not matter here.
-Targets: 1,000 layers under 20 ms in-process, cost linear in depth; VGG16 p50 within 1.3x of conv_output_size's p50.
+Targets: the 2-D walk no slower than the previous engine (REV, default the commit before the engine was split
+into skills/rf.py, layers.py, reports.py; its skills package is extracted with `git archive` and imported beside
+this one); a 10,000-node graph under 200 ms, time linear in nodes; 1,000 layers under 20 ms; VGG16 p50 within
+1.3x of conv_output_size's p50 over stdio.
 
-A second stdio phase measures the payload's own cost: this script, started with --canned-server, serves the same
-tools the way `python -m server` does (server.__main__.serve_stdio) plus `canned_vgg16`, which takes shape_calculator's
-VGG16 arguments and returns its result computed once (same text and structured content, validated by the SDK against
-ShapeReport as the real tool's is). canned_vgg16 / conv_output_size is then the ratio with no walk at all: the part
-of the VGG16 call that transport, JSON and the SDK's validation cost for a ~12 KB answer.
+A payload-floor stdio phase measures the payload's own cost: this script, started with --canned-server, serves the
+same tools the way `python -m server` does (server.__main__.serve_stdio) plus `canned_vgg16`, which takes
+shape_calculator's VGG16 arguments and returns its result computed once (same text and structured content,
+validated by the SDK against ShapeReport as the real tool's is). canned_vgg16 / conv_output_size is then the ratio
+with no walk at all: the part of the VGG16 call that transport, JSON and the SDK's validation cost.
 """
 
 import argparse
@@ -32,6 +36,89 @@ SERVER = StdioServerParameters(command=sys.executable, args=["-m", "server"], cw
 CANNED = StdioServerParameters(command=sys.executable, args=[str(Path(__file__).resolve()), "--canned-server"], cwd=str(ROOT))
 VGG16_ARGS = {"input_shape": [3, 224, 224], "layers": zoo.vgg16()}
 CONV_ARGS = {"input_size": [224, 224], "kernel_size": 3, "stride": 1, "padding": 1}
+
+
+BASELINE = "b3c474a"  # the last commit with the single-module 2-D walk
+
+
+def previous_engine(rev: str):
+    """The skills package at git revision `rev`, imported as `skills_before` beside this one."""
+    import importlib
+    import subprocess
+    import tarfile
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="walk-before-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "skills"], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    (root / "skills").rename(root / "skills_before")
+    sys.path.insert(0, str(root))
+    return importlib.import_module("skills_before.walk")
+
+
+def timed(call, repeats: int) -> tuple[float, float]:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples), min(samples)
+
+
+def against_previous(repeats: int, rev: str) -> list[list[str]]:
+    """This engine and the previous one on the same nets, interleaved call by call so machine noise hits both."""
+    before = previous_engine(rev)
+    nets = {
+        "lesson exercise (4 convs) [1, 128, 128]": ([1, 128, 128], zoo.lesson_exercise()),
+        "VGG16 [3, 224, 224]": ([3, 224, 224], zoo.vgg16()),
+        "ResNet-50 [3, 224, 224]": ([3, 224, 224], zoo.resnet50()),
+        "MobileNetV2 [3, 224, 224]": ([3, 224, 224], zoo.mobilenet_v2()),
+    }
+    rows = []
+    for name, (shape, layers) in nets.items():
+        new, old = [], []
+        assert shape_calculator(shape, layers).total_params == before.shape_calculator(shape, layers).total_params
+        for _ in range(5):
+            shape_calculator(shape, layers)
+            before.shape_calculator(shape, layers)
+        for _ in range(repeats * 5):
+            start = time.perf_counter()
+            shape_calculator(shape, layers)
+            mid = time.perf_counter()
+            before.shape_calculator(shape, layers)
+            old.append(time.perf_counter() - mid)
+            new.append(mid - start)
+        n, o = statistics.median(new), statistics.median(old)
+        rows.append([name, f"{o * 1e3:.3f}", f"{n * 1e3:.3f}", f"{n / o:.2f}", f"{min(new) / min(old):.2f}"])
+    return rows
+
+
+def residual_graph(nodes: int, channels: int = 8) -> list[dict]:
+    """A graph of `nodes` nodes: conv3x3 -> relu -> add(skip), repeated (a ResNet-like DAG with one merge per block)."""
+    out: list[dict] = []
+    prev, i = "input", 0
+    while len(out) < nodes:
+        out.append({"name": f"c{i}", "inputs": [prev], "type": "conv2d", "out_channels": channels, "kernel_size": 3, "padding": 1})
+        out.append({"name": f"r{i}", "inputs": [f"c{i}"], "type": "relu"})
+        if prev != "input":
+            out.append({"name": f"a{i}", "inputs": [f"r{i}", prev], "type": "add"})
+            prev = f"a{i}"
+        else:
+            prev = f"r{i}"
+        i += 1
+    return out[:nodes]
+
+
+def graphs(repeats: int) -> list[list[str]]:
+    rows = []
+    for n in (1_000, 10_000, 100_000):
+        g = residual_graph(n)
+        call = lambda g=g: shape_calculator([8, 64, 64], graph=g, max_layers=200_000)  # noqa: E731
+        call()
+        med, low = timed(call, max(3, repeats // (5 if n < 100_000 else 10)))
+        rows.append([f"{n:,}", f"{med * 1e3:.1f}", f"{low * 1e3:.1f}", f"{med / n * 1e6:.1f}"])
+    return rows
 
 
 def in_process(repeats: int) -> list[list[str]]:
@@ -110,7 +197,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20, help="in-process repetitions per depth (median reported)")
     parser.add_argument("--calls", type=int, default=300, help="stdio calls per tool (alternating)")
+    parser.add_argument("--baseline", default=BASELINE, help=f"git revision of the previous engine (default {BASELINE})")
     args = parser.parse_args()
+
+    rows = against_previous(args.repeats, args.baseline)
+    print(f"shape_calculator, this engine against the previous one ({args.baseline}), interleaved, median ms (and min ratio)")
+    print(table(["network", "previous ms", "this ms", "ratio", "min ratio"], rows))
+    print("target: ratio <= 1.0 (no slower than before)")
+    print()
+
+    rows = graphs(args.repeats)
+    print("Graph specs (conv3x3 -> relu -> add skip, repeated) on [8, 64, 64], shape_calculator, median ms")
+    print(table(["nodes", "ms", "(min)", "us/node"], rows))
+    per = [float(r[3]) for r in rows]
+    print(f"cost per node 1,000 -> 10,000 -> 100,000: x{per[1] / per[0]:.2f}, x{per[2] / per[1]:.2f} (1.0 = linear); "
+          f"10,000 nodes: {rows[1][1]} ms (target < 200 ms)")
+    print()
 
     rows = in_process(args.repeats)
     print("In-process walk of a conv3x3/ReLU stack on [16, 64, 64] (median ms; JSON dicts in, validated, report out)")

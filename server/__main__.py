@@ -10,11 +10,15 @@ import sys
 from dataclasses import fields
 
 from .limits import LIMITS, Limits
+from .request_id import ID_PREFIX_BYTES, ID_TAIL_BYTES, request_id_from_prefix, request_id_from_tail, too_large_message
 
 TOKEN_ENV = "CONV_MCP_TOKEN"  # same as server.http.TOKEN_ENV (not imported: stdio start-up skips starlette)
 # 32 MiB: max_input_elements (1,000,000) numbers written at full float precision (~20 bytes each) fit.
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # same as server.http's (not imported: stdio start-up skips starlette)
 TOO_LONG = "\x00line-too-long "  # what the stdin reader hands the SDK instead of an over-long line
+# An over-long request is answered with its id, read from bounded ends of it (never the whole thing): the first
+# ID_PREFIX_BYTES, where the Python SDK writes it ({"jsonrpc", "id", "method", "params"}), and for stdio also the
+# last ID_TAIL_BYTES, where the TypeScript SDK writes it ({...request, jsonrpc: "2.0", id}: after "params").
 
 
 def _limit_docs() -> dict[str, str]:
@@ -122,8 +126,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         default=int(os.environ.get("CONV_MCP_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)),
         help=(
-            "largest request in bytes: an HTTP body (larger ones get 413) or one stdio line (larger ones get a "
-            f"JSON-RPC error, unread) (default {DEFAULT_MAX_REQUEST_BYTES}, or $CONV_MCP_MAX_REQUEST_BYTES)"
+            "largest request in bytes: an HTTP body (larger ones get 413) or one stdio line (larger ones are read "
+            "past, unparsed); either way the answer is a JSON-RPC error with the request's id "
+            f"(default {DEFAULT_MAX_REQUEST_BYTES}, or $CONV_MCP_MAX_REQUEST_BYTES)"
         ),
     )
     limits = parser.add_argument_group("limits (each named in the error that enforces it)")
@@ -191,7 +196,9 @@ async def serve_stdio(server, max_line_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -
     The SDK drops such lines silently (a debug log); a client then waits forever for the answer to a request it
     mistyped. Here an unparsable line gets -32700 (Parse error) and valid JSON that is no JSON-RPC message gets
     -32600 (Invalid Request), with the request's id when one can be read, and the session goes on. A line longer
-    than max_line_bytes is skipped without being held in memory and answered with -32600 naming the limit.
+    than max_line_bytes is read past without being held in memory and answered with -32600 naming the limit, with
+    the request's id read from the line's first and last bytes (so the client's call fails at once, not at its
+    timeout).
     """
     from mcp.server.stdio import stdio_server
 
@@ -225,7 +232,10 @@ def _claim_stdin():
 
 
 class _BoundedLines:
-    """stdin as text lines for the SDK's reader, each at most `limit` bytes; a longer line is read past, not kept."""
+    """stdin as text lines for the SDK's reader, each at most `limit` bytes; a longer line is read past, not kept.
+
+    In place of a longer line the SDK gets TOO_LONG, the line's size and the request id read from its ends (JSON).
+    """
 
     def __init__(self, raw, limit: int) -> None:
         self.raw = raw
@@ -247,11 +257,15 @@ class _BoundedLines:
         if not line:
             return None
         if len(line) > self.limit and not line.endswith(b"\n"):
-            size = len(line)
+            size, prefix, tail = len(line), line[:ID_PREFIX_BYTES], line[-ID_TAIL_BYTES:]
             while line and not line.endswith(b"\n"):
                 line = self.raw.readline(1 << 20)
                 size += len(line)
-            return f"{TOO_LONG}{size}\n"
+                tail = (tail + line)[-ID_TAIL_BYTES:]
+            request_id = request_id_from_prefix(prefix)
+            if request_id is None:
+                request_id = request_id_from_tail(tail.rstrip())
+            return f"{TOO_LONG}{size} {json.dumps(request_id)}\n"
         return line.decode("utf-8", errors="replace")
 
 
@@ -306,11 +320,10 @@ def _error_reply(exc: Exception, max_line_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     errors = exc.errors(include_url=False) if hasattr(exc, "errors") else []
     raw = errors[0].get("input") if errors else None
     if isinstance(raw, str) and raw.startswith(TOO_LONG):
-        size = raw[len(TOO_LONG) :].strip()
-        code, request_id = types.INVALID_REQUEST, None
-        message = (
-            f"Invalid Request: a line of {size} bytes, more than max_request_bytes={max_line_bytes} (left unread); "
-            "raise it with --max-request-bytes or CONV_MCP_MAX_REQUEST_BYTES"
+        size, _, read_id = raw[len(TOO_LONG) :].strip().partition(" ")
+        code, request_id = types.INVALID_REQUEST, json.loads(read_id or "null")
+        message = "Invalid Request: " + too_large_message(
+            f"a line of {int(size):,} bytes (read past, not parsed)", max_line_bytes
         )
     elif not errors or errors[0].get("type") == "json_invalid":
         code, message, request_id = types.PARSE_ERROR, "Parse error: the line is not valid JSON", None

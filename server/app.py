@@ -10,25 +10,28 @@ from pydantic import Field
 from skills.arithmetic import OutputSizeResult, conv_output_size
 
 from .apps_view import apps_extension
-from .argtypes import ConvPadding, IntOrPair, NonNegOrPair
+from .argtypes import ConvPaddingAxes, IntOrAxes, NonNegOrAxes
 from .completions import register_completions
 from .conv_tools import TEMPLATE_COMPLETIONS
 from .conv_tools import register as register_conv
 from .designer_tools import register as register_designer
+from .erf_tools import register as register_erf
 from .errors import domain_errors
-from .guards import cap_tool_errors
+from .guards import argument_errors, cap_tool_errors, strict_arguments
 from .results import READ_ONLY, structured
+from .schemas import compact_schemas
 from .texts import PROMPT_COMPLETIONS, register_texts
 from .walk_tools import register as register_walk
 
 INSTRUCTIONS = """\
 Convolution arithmetic and CNN planning, computed exactly as PyTorch does it (torch.nn semantics, \
-[C, H, W] or [N, C, H, W] layout, every spatial value reported per axis as [h, w]).
+PyTorch layout [C, H, W] or [N, C, H, W]; 1-D [C, L] and 3-D [C, D, H, W] too; every spatial value reported \
+per axis).
 Call a tool instead of doing conv arithmetic in your head:
-- conv_output_size: the output size of ONE Conv2d, MaxPool2d/AvgPool2d (kind="pool") or \
-ConvTranspose2d (kind="transpose"), with the formula written out.
-- shape_calculator: walk a whole network spec (JSON layers, or the text of print(model)) and get every \
-layer's output shape, params, MACs and receptive field.
+- conv_output_size: the output size of ONE conv, pool (kind="pool") or transposed conv (kind="transpose"), \
+1-D, 2-D or 3-D, with the formula written out.
+- shape_calculator: walk a whole network (JSON layers, a graph of named nodes for U-Nets and other DAGs, or \
+the text of print(model)) and get every layer's output shape, params, MACs and receptive field.
 - receptive_field: receptive field, effective stride and effective padding per layer; with \
 output_position, the exact input region one output pixel sees.
 - parameter_count: params and buffers per layer with the formula behind each number.
@@ -36,6 +39,7 @@ output_position, the exact input region one output pixel sees.
 target receptive field.
 - conv2d / conv2d_backward: run a small convolution (or its gradients) in NumPy on real numbers, \
 with named kernels such as sobel_x.
+- effective_receptive_field: the exact gradient of one output pixel w.r.t. the input (Luo et al. 2016): the ERF's size per axis against the theoretical receptive field.
 - get_guide: the method texts (the same as the prompts cnn-architect and conv-shape-calculator and the \
 resources conv://prompts/cnn-architect and conv://skills/conv-shape-calculator), for clients that only call tools.
 Errors name the layer, the field, the rule and the numbers: fix the argument and call again."""
@@ -51,28 +55,29 @@ def build_server() -> MCPServer:
     )
     # A safety net for every tool: the SDK's text for invalid arguments has one paragraph per bad list element.
     server.middleware.append(cap_tool_errors)
+    server.middleware.append(argument_errors(server))  # unknown and invalid arguments: one line each, naming them
 
     @server.tool(name="conv_output_size", title="Output size of one conv, pool or transposed conv", annotations=READ_ONLY)
     @domain_errors
     async def conv_output_size_tool(
-        input_size: Annotated[IntOrPair, Field(description="input spatial size: H (square) or [H, W]")],
-        kernel_size: Annotated[IntOrPair, Field(description="kernel size: K or [kH, kW]")],
+        input_size: Annotated[IntOrAxes, Field(description="H (square), [H, W], [L] or [D, H, W]")],
+        kernel_size: Annotated[IntOrAxes, Field(description="K or one per axis")],
         stride: Annotated[
-            IntOrPair | None, Field(description="stride; default 1, or kernel_size for kind 'pool' (as nn.MaxPool2d)")
+            IntOrAxes | None, Field(description="default 1; kernel_size for kind 'pool'")
         ] = None,
         padding: Annotated[
-            ConvPadding,
-            Field(description="padding per side: P or [pH, pW]; 'same'/'valid' for kind 'conv' (PyTorch's rule)"),
+            ConvPaddingAxes,
+            Field(description="per side, P or one per axis; 'same'/'valid' for kind 'conv'"),
         ] = 0,
-        dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,
-        ceil_mode: Annotated[bool, Field(description="pooling only: ceil instead of floor (PyTorch drops a last window starting in the right padding)")] = False,
-        output_padding: Annotated[NonNegOrPair, Field(description="transposed conv only: extra size on the bottom/right, < max(stride, dilation)")] = 0,
-        kind: Annotated[Literal["conv", "pool", "transpose"], Field(description="conv (nn.Conv2d), pool (nn.MaxPool2d/AvgPool2d) or transpose (nn.ConvTranspose2d)")] = "conv",
+        dilation: Annotated[IntOrAxes, Field(description="D or one per axis")] = 1,
+        ceil_mode: Annotated[bool, Field(description="pool only (PyTorch's rule)")] = False,
+        output_padding: Annotated[NonNegOrAxes, Field(description="transpose only, < max(stride, dilation)")] = 0,
+        kind: Annotated[Literal["conv", "pool", "transpose"], Field(description="nn.ConvNd, MaxPoolNd/AvgPoolNd or ConvTransposeNd")] = "conv",
     ) -> Annotated[CallToolResult, OutputSizeResult]:
-        """Output [h, w] of one Conv2d, pooling or ConvTranspose2d layer, exactly as PyTorch, with the arithmetic written out."""
+        """Output size of one conv, pool or transposed conv layer (1-3 axes; all ints: [h, w]), exactly as PyTorch, with the arithmetic written out."""
         # async on purpose: microseconds of arithmetic, so it runs on the event loop instead of hopping to a thread.
         if kind != "conv" and isinstance(padding, str):
-            raise ToolError(f"padding={padding!r} is only for kind 'conv'; kind {kind!r} takes an int or [h, w]")
+            raise ToolError(f"padding={padding!r} is only for kind 'conv'; kind {kind!r} takes an int or a per-axis list")
         result = conv_output_size(input_size, kernel_size, stride, padding, dilation, ceil_mode, output_padding, kind)
         return structured(result, f"output_size = {result.output_size}  ({result.formula})")
 
@@ -80,8 +85,11 @@ def build_server() -> MCPServer:
     register_walk(server)
     register_designer(server)
     register_conv(server)
+    register_erf(server)
     register_texts(server)
     register_completions(server, prompts=PROMPT_COMPLETIONS, templates=TEMPLATE_COMPLETIONS)
+    strict_arguments(server)  # numbers are JSON numbers in every tool
+    compact_schemas(server)  # the tool list a client reads: no titles, null branches or nested $defs
     return server
 
 

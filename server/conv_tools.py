@@ -26,7 +26,10 @@ from .limits import LIMITS, Limits
 from .results import READ_ONLY
 
 CHUNK_SECONDS = 0.05  # work done per worker-thread hop before progress is reported and cancellation checked
-TEXT_INLINE = 256  # outputs up to this many elements are also written into the text content
+TEXT_VALUES = 1_024
+"""Values written into the text content (a compact grid, 4 significant digits): a client that passes only the text
+to the model still gives it the answer. Larger arrays: the text says where they are (structured content, or the
+summary when they exceed max_output_elements_inline)."""
 CORNER = 8
 
 # Arrays are validated by skills (short messages naming the place); a typed list[float] would make the SDK echo
@@ -223,6 +226,38 @@ async def _run(job, ctx: Context | None, label: str, offset: int = 0, total: int
     return job.result()
 
 
+def _number(v: float) -> str:
+    """A value for the text grid: an int when whole, else 4 significant digits (an overflow as Infinity, as JSON writes it)."""
+    if v != v or v in (float("inf"), float("-inf")):
+        return "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
+    if v == int(v) and abs(v) < 1e9:
+        return str(int(v))
+    return f"{v:.4g}"
+
+
+def grid_text(name: str, arr) -> str:
+    """`name` [shape] and its values as aligned rows, one block per leading index ([n, c] of an NCHW array)."""
+    values = arr.reshape(1, -1) if arr.ndim < 2 else arr
+    head = f"{name} {list(arr.shape)}:"
+    if arr.ndim < 2:
+        return head + " [" + ", ".join(_number(float(v)) for v in values[0]) + "]"
+    planes = values.reshape(-1, *values.shape[-2:])
+    cells = [[[_number(float(v)) for v in row] for row in plane] for plane in planes]
+    width = max(len(c) for plane in cells for row in plane for c in row)
+    lead = values.shape[:-2]
+    lines = [head]
+    for k, plane in enumerate(cells):
+        if lead:
+            index = []
+            rest = k
+            for size in reversed(lead):
+                index.append(rest % size)
+                rest //= size
+            lines.append(f"[{', '.join(map(str, reversed(index)))}]")
+        lines.extend(" ".join(c.rjust(width) for c in row) for row in plane)
+    return "\n".join(lines)
+
+
 def _shape_text(shape) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
@@ -239,52 +274,51 @@ def register(server: MCPServer) -> None:
     async def conv2d_tool(
         x: Annotated[
             NestedList | None,
-            Field(description="input [H, W], [C, H, W] or [N, C, H, W] as a nested list (or use sample)"),
+            Field(description="input [H, W], [C, H, W] or [N, C, H, W] (or sample)"),
         ] = None,
         weight: Annotated[
-            NestedList | None, Field(description="weight [C_out, C_in/groups, kH, kW] as a nested list (or use kernel)")
+            NestedList | None, Field(description="[C_out, C_in/groups, kH, kW] (or kernel)")
         ] = None,
         kernel: Annotated[
             str | None,
             Field(
-                description="a kernel bank name instead of weight, applied to each channel on its own: "
-                + ", ".join(KERNELS)
+                description="kernel bank name (conv://kernels, e.g. sobel_x) instead of weight, per channel"
             ),
         ] = None,
-        bias: Annotated[NestedList | None, Field(description="bias [C_out]")] = None,
-        stride: Annotated[IntOrPair, Field(description="stride: S or [sH, sW]")] = 1,
+        bias: Annotated[NestedList | None, Field(description="[C_out]")] = None,
+        stride: Annotated[IntOrPair, Field(description="S or [sH, sW]")] = 1,
         padding: Annotated[
             PaddingArg,
-            Field(description="padding per side: P, [pH, pW], 'same' (stride 1; extra pixel bottom/right) or 'valid'"),
+            Field(description="P, [pH, pW], 'same' or 'valid'"),
         ] = 0,
         padding_mode: Annotated[
             Literal["zeros", "reflect", "replicate", "circular"],
             Field(
-                description="how the border is filled, as nn.Conv2d (reflect needs padding < size, circular padding <= size)"
+                description="as nn.Conv2d"
             ),
         ] = "zeros",
-        dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,
+        dilation: Annotated[IntOrPair, Field(description="D or [dH, dW]")] = 1,
         groups: Annotated[
-            Count | None, Field(description="groups (default 1; with kernel, the channel count)")
+            Count | None, Field(description="default 1 (with kernel: the channel count)")
         ] = None,
         method: Annotated[
             Literal["naive", "im2col", "both"],
             Field(
-                description="naive = the reference loops (slow, ~5 us per output value), im2col = columns + one matrix multiply, both = run both and report max_abs_diff"
+                description="naive loops, im2col + one matmul, or both (compared: max_abs_diff)"
             ),
         ] = "im2col",
         sample: Annotated[
-            str | None, Field(description="a sample input name instead of x: " + ", ".join(SAMPLES))
+            str | None, Field(description="sample input name (conv://samples, e.g. step) instead of x")
         ] = None,
         show_columns: Annotated[
-            bool, Field(description="also return the im2col matrix of the first image (small inputs only)")
+            bool, Field(description="also the im2col matrix (first image)")
         ] = False,
         image: Annotated[
-            bool, Field(description="also return input, kernel and output side by side as a PNG image")
+            bool, Field(description="also a PNG of input, kernel, output")
         ] = False,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, Conv2dResult]:
-        """Convolve x with a weight (or a named kernel such as sobel_x) exactly as torch.nn.functional.conv2d, in NumPy: returns the output with its shape; optionally the im2col matrix and a picture."""
+        """Convolve x with a weight (or a named kernel such as sobel_x) exactly as torch.nn.functional.conv2d, in NumPy; optionally the im2col matrix and a picture."""
         from skills.conv import conv2d_job, conv_geometry, im2col
         from skills.picture import render
 
@@ -358,8 +392,10 @@ def register(server: MCPServer) -> None:
         text = f"output_shape = {_shape_text(out.shape)} ({method}, {geom.macs:,} MACs)"
         if max_abs_diff is not None:
             text += f"; max_abs_diff naive vs im2col = {max_abs_diff:.3g}"
-        if output is not None and out.size <= TEXT_INLINE:
-            text += "\noutput = " + json.dumps(output)
+        if out.size <= TEXT_VALUES:
+            text += "\n" + grid_text("output", out)
+        elif output is not None:
+            text += f"\noutput: {out.size:,} values, more than the text shows ({TEXT_VALUES:,}); all of them are in the structured content's output"
         elif summary is not None:
             text += (
                 f"\n{summary.note}; min {summary.min:.6g}, max {summary.max:.6g}, mean {summary.mean:.6g}, std {summary.std:.6g}"
@@ -378,32 +414,32 @@ def register(server: MCPServer) -> None:
     async def conv2d_backward_tool(
         x: Annotated[
             NestedList | None,
-            Field(description="input [H, W], [C, H, W] or [N, C, H, W] as a nested list (or use sample)"),
+            Field(description="input [H, W], [C, H, W] or [N, C, H, W] (or sample)"),
         ] = None,
         weight: Annotated[
-            NestedList | None, Field(description="weight [C_out, C_in/groups, kH, kW] as a nested list (or use kernel)")
+            NestedList | None, Field(description="[C_out, C_in/groups, kH, kW] (or kernel)")
         ] = None,
         kernel: Annotated[
             str | None,
-            Field(description="a kernel bank name instead of weight (depthwise, groups = C): " + ", ".join(KERNELS)),
+            Field(description="kernel bank name instead of weight (per channel)"),
         ] = None,
-        bias: Annotated[NestedList | None, Field(description="bias [C_out]; when given, grad_bias is returned")] = None,
-        stride: Annotated[IntOrPair, Field(description="stride: S or [sH, sW]")] = 1,
-        padding: Annotated[PaddingArg, Field(description="zero padding per side: P, [pH, pW], 'same' or 'valid'")] = 0,
-        dilation: Annotated[IntOrPair, Field(description="dilation: D or [dH, dW]")] = 1,
+        bias: Annotated[NestedList | None, Field(description="[C_out]; gives grad_bias")] = None,
+        stride: Annotated[IntOrPair, Field(description="S or [sH, sW]")] = 1,
+        padding: Annotated[PaddingArg, Field(description="zero padding: P, [pH, pW], 'same' or 'valid'")] = 0,
+        dilation: Annotated[IntOrPair, Field(description="D or [dH, dW]")] = 1,
         groups: Annotated[
-            Count | None, Field(description="groups (default 1; with kernel, the channel count)")
+            Count | None, Field(description="default 1 (with kernel: the channel count)")
         ] = None,
         grad_output: Annotated[
             NestedList | None,
-            Field(description="dL/doutput, shaped like the output; default ones (the gradient of sum(output))"),
+            Field(description="dL/doutput, output-shaped; default ones (grad of sum(output))"),
         ] = None,
         sample: Annotated[
-            str | None, Field(description="a sample input name instead of x: " + ", ".join(SAMPLES))
+            str | None, Field(description="sample input name (conv://samples, e.g. step) instead of x")
         ] = None,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, Conv2dBackwardResult]:
-        """Gradients of conv2d (zero padding) with respect to x, weight and bias, as torch autograd gives them; grad_input by col2im, summing overlapping windows."""
+        """Gradients of conv2d (zero padding) with respect to x, weight and bias, as torch autograd gives them (grad_input by col2im)."""
         from skills.conv import as_array, conv2d_backward_job, conv_geometry
 
         # reading a big nested list takes a while: off the event loop too
@@ -451,6 +487,14 @@ def register(server: MCPServer) -> None:
         text += f" (grad_output {'given' if grad_output is not None else 'ones'}, {2 * geom.macs:,} MACs)"
         if summaries:
             text += "; summarised: " + ", ".join(summaries)
+        for name, arr in (("grad_input", gi), ("grad_weight", gw), ("grad_bias", gb)):
+            if arr is None:
+                continue
+            if arr.size <= TEXT_VALUES:
+                text += "\n" + grid_text(name, arr)
+            else:
+                where = "a summary in the structured content's summaries" if name in summaries else "all of them in the structured content"
+                text += f"\n{name}: {arr.size:,} values, more than the text shows ({TEXT_VALUES:,}); {where}"
         return CallToolResult(
             content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
         )

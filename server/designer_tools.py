@@ -28,6 +28,7 @@ Dim = Annotated[int, Field(ge=1, le=1_000_000)]
 Px = Annotated[int, Field(ge=1, le=1_000_000_000)]
 PxOrPair = Px | Annotated[list[Px], Field(min_length=1, max_length=2)]
 SmallList = Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1, max_length=16)]
+Amount = Annotated[int, Field(ge=1, le=10**24)]
 
 
 def _table(report: DesignReport) -> str:
@@ -38,7 +39,8 @@ def _table(report: DesignReport) -> str:
     head = (
         f"Best of {len(report.designs)} ({'proven optimal' if report.optimal else 'NOT proven: ' + str(report.stopped_by)}, "
         f"{report.explored:,} states, {report.elapsed_s:.2f} s): {best.params:,} params, {best.macs:,} MACs, "
-        f"RF {best.receptive_field[0]} px, output {best.output_shape}"
+        f"{best.activation_bytes:,} activation bytes, RF {best.receptive_field[0]} px, output {best.output_shape}\n"
+        f"Objective: {report.objective_statement}."
     )
     rows = [
         "| # | kernel | stride | dilation | padding | out_channels | output | RF | conv params | why |",
@@ -59,7 +61,7 @@ def _table(report: DesignReport) -> str:
         if report.pareto_front
         else []
     )
-    return "\n".join([head, "", *rows, "", *rest, *front, *report.notes])
+    return "\n".join([head, "", *rows, *best.warnings, "", *rest, *front, *report.notes])
 
 
 def register(server: MCPServer) -> None:
@@ -68,36 +70,44 @@ def register(server: MCPServer) -> None:
     @server.tool(name="design_architecture", title="Provably best conv stack under a parameter budget", annotations=READ_ONLY)
     @domain_errors
     async def design_architecture_tool(
-        input_shape: Annotated[list[Dim], Field(min_length=3, max_length=4, description="[C, H, W] or [N, C, H, W] (MACs count the batch)")],
-        param_budget: Annotated[int, Field(ge=1, le=10**15, description="most trainable parameters a design may have")],
-        target_receptive_field: Annotated[PxOrPair, Field(description="receptive field to reach, px: R or [h, w]")],
+        input_shape: Annotated[list[Dim], Field(min_length=3, max_length=4, description="[C, H, W] or [N, C, H, W]")],
+        param_budget: Annotated[int, Field(ge=1, le=10**15, description="max trainable params")],
+        target_receptive_field: Annotated[PxOrPair, Field(description="min receptive field, px: R or [h, w]")],
         ctx: Context,
-        output_size: Annotated[PxOrPair | None, Field(description="required final spatial size: S or [h, w]")] = None,
-        max_layers: Annotated[int, Field(ge=1, le=32, description="most conv layers in a design")] = 8,
-        kernel_sizes: Annotated[SmallList, Field(description="square kernel sizes to choose from")] = [3, 5, 7],  # noqa: B006
-        strides: Annotated[SmallList, Field(description="strides to choose from")] = [1, 2],  # noqa: B006
-        dilations: Annotated[SmallList, Field(description="dilations to choose from")] = [1],  # noqa: B006
-        widths: Annotated[SmallList, Field(description="out_channels to choose from")] = [16, 32, 64, 128],  # noqa: B006
+        output_size: Annotated[PxOrPair | None, Field(description="exact final spatial size")] = None,
+        max_layers: Annotated[int, Field(ge=1, le=32, description="max convs")] = 8,
+        kernel_sizes: Annotated[SmallList, Field(description="kernel sizes to try")] = [3, 5, 7],  # noqa: B006
+        strides: Annotated[SmallList, Field(description="strides to try")] = [1, 2],  # noqa: B006
+        dilations: Annotated[SmallList, Field(description="dilations to try")] = [1],  # noqa: B006
+        widths: Annotated[SmallList, Field(description="out_channels to try")] = [16, 32, 64, 128],  # noqa: B006
         objective: Annotated[
-            Literal["params", "macs", "layers"], Field(description="what to minimise: params, MACs, or layers (the number of convs); ties go to fewer layers, then fewer MACs")
+            Literal["params", "macs", "layers", "capacity"],
+            Field(description="least params, macs or layers (ties: fewer layers, then MACs); capacity: most params within the budget (ties: fewer MACs)"),
         ] = "params",
-        top_k: Annotated[int, Field(ge=1, le=50, description="how many distinct designs to return, best first")] = 3,
+        top_k: Annotated[int, Field(ge=1, le=50, description="designs to return, best first")] = 3,
         time_limit_s: Annotated[
             float | None,
-            Field(gt=0, description=f"stop with the best found so far after this long (default {DEFAULT_TIME_LIMIT_S:g} s, at most the server's max_design_time_s)"),
+            Field(gt=0, description=f"stop with the best so far after this long (default {DEFAULT_TIME_LIMIT_S:g} s)"),
         ] = None,
-        batch_norm: Annotated[bool, Field(description="a BatchNorm2d after each conv (2C params, 2C+1 buffers)")] = False,
-        activation: Annotated[Literal["relu", "none"], Field(description="a ReLU after each conv in the returned spec")] = "relu",
-        monotone_widths: Annotated[bool, Field(description="out_channels never shrink from one conv to the next")] = False,
+        batch_norm: Annotated[bool, Field(description="BatchNorm2d after each conv")] = False,
+        activation: Annotated[Literal["relu", "none"], Field(description="ReLU after each conv in the returned spec")] = "relu",
+        monotone_widths: Annotated[bool, Field(description="widths never shrink")] = False,
         reject_gridding: Annotated[
-            bool, Field(description="reject designs whose receptive field has holes (dilation/stride gridding; the hybrid dilated convolution rule)")
+            bool, Field(description="no holes in the receptive field (dilation gridding)")
         ] = False,
         reject_redundant: Annotated[
-            bool, Field(description="reject layers whose input receptive field already covers the whole input")
+            bool, Field(description="no layer whose input already sees the whole image")
         ] = False,
-        pareto_front: Annotated[bool, Field(description="also return the params/MACs/depth Pareto front")] = True,
+        pareto_front: Annotated[bool, Field(description="also the params/MACs/depth Pareto front")] = True,
+        max_macs: Annotated[Amount | None, Field(description="max MACs")] = None,
+        max_activation_bytes: Annotated[
+            Amount | None, Field(description="max total_activation_bytes of the design's spec (float32)")
+        ] = None,
+        min_output_size: Annotated[
+            PxOrPair | None, Field(description="min output size of every conv (no collapse to 1x1)")
+        ] = None,
     ) -> Annotated[CallToolResult, DesignReport]:
-        """The provably best stacks of Conv2d layers (kernel, stride, dilation, width per layer) for an input shape, a parameter budget and a target receptive field, as network specs shape_calculator accepts."""
+        """The provably best Conv2d stacks (kernel, stride, dilation, width per layer; padding (k-1)*d//2) for an input shape, a param budget and a target receptive field, by exact search; each design is a `layers` spec for shape_calculator."""
         if time_limit_s is None:
             time_limit_s = min(DEFAULT_TIME_LIMIT_S, LIMITS.max_design_time_s)
         elif time_limit_s > LIMITS.max_design_time_s:
@@ -119,6 +129,7 @@ def register(server: MCPServer) -> None:
                     top_k=top_k, time_limit_s=time_limit_s, batch_norm=batch_norm, activation=activation,
                     monotone_widths=monotone_widths, reject_gridding=reject_gridding, reject_redundant=reject_redundant,
                     max_states=LIMITS.max_design_states, pareto=pareto_front, progress=progress, should_stop=stop.is_set,
+                    max_macs=max_macs, max_activation_bytes=max_activation_bytes, min_output_size=min_output_size,
                 )
             except Exception as exc:  # handed to the event loop, raised there
                 return exc

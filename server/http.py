@@ -19,6 +19,8 @@ from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .request_id import ID_PREFIX_BYTES, request_id_from_prefix, too_large_message
+
 TOKEN_ENV = "CONV_MCP_TOKEN"
 MAX_REQUEST_BYTES_ENV = "CONV_MCP_MAX_REQUEST_BYTES"
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # max_input_elements numbers at full float precision fit (SDK: 4 MiB)
@@ -179,29 +181,44 @@ class Gate:
                 return
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
-            await _respond(send, 413, self._too_large(f"request body of {int(length)} bytes"))
+            # read only the body's first bytes, for the request id; uvicorn discards the rest unbuffered
+            prefix = await _body_prefix(receive, ID_PREFIX_BYTES)
+            body = self._too_large(f"a request body of {int(length):,} bytes", prefix)
+            await _respond(send, 413, body, content_type=b"application/json")
             return
-        await self.app(scope, receive, self._naming_413(send))
+        prefix = bytearray()
 
-    def _too_large(self, what: str) -> bytes:
-        return (
-            f"{what} exceeds max_request_bytes={self.max_request_bytes}; "
-            f"raise it with --max-request-bytes or {MAX_REQUEST_BYTES_ENV}\n"
-        ).encode()
+        async def keeping_prefix() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and len(prefix) < ID_PREFIX_BYTES:
+                prefix.extend(message.get("body", b"")[: ID_PREFIX_BYTES - len(prefix)])
+            return message
 
-    def _naming_413(self, send: Send) -> Send:
+        await self.app(scope, keeping_prefix, self._naming_413(send, prefix))
+
+    def _too_large(self, what: str, prefix: bytes) -> bytes:
+        """A JSON-RPC error naming the limit, with the id read from the body's first bytes (null when not there)."""
+        error = {
+            "jsonrpc": "2.0",
+            "id": request_id_from_prefix(bytes(prefix)),
+            "error": {"code": -32600, "message": "Invalid Request: " + too_large_message(what, self.max_request_bytes)},
+        }
+        return json.dumps(error).encode()
+
+    def _naming_413(self, send: Send, prefix: bytearray) -> Send:
         """`send` with the SDK's bare 413 (a streamed body it counted past the limit) replaced by one naming the limit."""
-        replacing = False
+        replacement: bytes | None = None
 
         async def wrapped(message: Message) -> None:
-            nonlocal replacing
+            nonlocal replacement
             if message["type"] == "http.response.start" and message["status"] == 413:
-                replacing = True
-                body = self._too_large("request body")
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]
-                message = {**message, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
-            elif replacing and message["type"] == "http.response.body":
-                message = {**message, "body": self._too_large("request body"), "more_body": False}
+                replacement = self._too_large("a streamed request body (no Content-Length)", prefix)
+                replaced = (b"content-length", b"content-type")
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in replaced]
+                extra = [(b"content-type", b"application/json"), (b"content-length", str(len(replacement)).encode())]
+                message = {**message, "headers": [*headers, *extra]}
+            elif replacement is not None and message["type"] == "http.response.body":
+                message = {**message, "body": replacement, "more_body": False}
             await send(message)
 
         return wrapped
@@ -251,6 +268,19 @@ class CancelOnDisconnect:
             tg.start_soon(watch)
             await self.app(scope, inner_receive, inner_send)
             tg.cancel_scope.cancel()
+
+
+async def _body_prefix(receive: Receive, size: int) -> bytes:
+    """The first `size` bytes of the request body (fewer when it is shorter or the client hangs up)."""
+    prefix = bytearray()
+    while len(prefix) < size:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        prefix.extend(message.get("body", b"")[: size - len(prefix)])
+        if not message.get("more_body", False):
+            break
+    return bytes(prefix)
 
 
 async def _respond(

@@ -13,9 +13,9 @@ class Limits:
     """Bounds enforced by the tools; defaults are sized for small arrays and interactive use."""
 
     max_input_elements: int = 1_000_000
-    """conv2d / conv2d_backward: elements in x (and in weight, grad_output)."""
+    """conv2d / conv2d_backward: elements in x (and in weight, grad_output); effective_receptive_field: every map it holds."""
     max_macs: int = 1_000_000_000
-    """conv2d / conv2d_backward: multiply-accumulates of one call."""
+    """conv2d / conv2d_backward / effective_receptive_field (forward + backward, every sample): multiply-accumulates of one call."""
     max_output_elements_inline: int = 4_096
     """conv2d / conv2d_backward: larger arrays come back summarised (shape, statistics, a slice)."""
     max_layers: int = 100_000

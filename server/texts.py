@@ -165,17 +165,18 @@ PROMPT_COMPLETIONS = {"cnn-architect": _suggest_cnn_architect, "conv-shape-calcu
 
 
 class GuideResult(BaseModel):
-    """One of the server's two texts, for clients that call tools but cannot read prompts or resources."""
+    """One of the server's two texts, for clients that call tools but cannot read prompts or resources. The text itself
+    is the result's text content (sent once, not again in the structured content)."""
 
     name: str
     uri: str = Field(description="the same text as a resource (raw markdown)")
-    text: str = Field(description="the text, filled in with the arguments given")
     arguments: list[str] = Field(description="the arguments this text takes")
     missing: list[str] = Field(description="required arguments not given (their placeholders say 'not given')")
+    chars: int = Field(description="length of the text")
 
 
-def guide(name: str, arguments: dict[str, str]) -> GuideResult:
-    """The named text filled in with whatever arguments were given; unknown argument names are an error."""
+def guide(name: str, arguments: dict[str, str]) -> tuple[GuideResult, str]:
+    """The named text filled in with whatever arguments were given, and what it is; unknown argument names are an error."""
     accepted = PROMPT_ARGUMENTS[name]
     unknown = sorted(set(arguments) - set(accepted))
     if unknown:
@@ -188,7 +189,7 @@ def guide(name: str, arguments: dict[str, str]) -> GuideResult:
             text = fill(name)
     else:
         text = fill(name, **{a: arguments.get(a, "") for a in accepted})
-    return GuideResult(name=name, uri=RESOURCE_URIS[name], text=text, arguments=list(accepted), missing=missing)
+    return GuideResult(name=name, uri=RESOURCE_URIS[name], arguments=list(accepted), missing=missing, chars=len(text)), text
 
 
 def register_texts(server: MCPServer) -> None:
@@ -258,11 +259,11 @@ def register_texts(server: MCPServer) -> None:
         arguments: Annotated[
             dict[str, Annotated[str, Field(max_length=100_000)]] | None,
             Field(
-                description="the prompt's arguments as strings: cnn-architect takes input_shape, param_budget, "
-                "target_receptive_field, output_size; conv-shape-calculator takes network, input_shape"
+                description="as strings: cnn-architect takes input_shape, param_budget, target_receptive_field, "
+                "output_size; conv-shape-calculator takes network, input_shape"
             ),
         ] = None,
     ) -> Annotated[CallToolResult, GuideResult]:
-        """The method texts this server teaches (the same as its prompts), for clients that only call tools: read one before designing or walking a network by hand."""
-        result = guide(name, arguments or {})
-        return structured(result, result.text)
+        """The method texts this server teaches (its prompts), for clients that only call tools: read one before designing or walking a network by hand."""
+        result, text = guide(name, arguments or {})
+        return structured(result, text)

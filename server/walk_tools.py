@@ -7,7 +7,8 @@ would not name the layer index the way the contract wants. skills.spec validates
 its errors say `layer 4.body.1 (conv2d): kernel_size must be ...`. The layer table is in the description.
 """
 
-from typing import Annotated, Any
+from fractions import Fraction
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server import MCPServer
@@ -37,29 +38,43 @@ from .results import READ_ONLY
 TEXT_ROWS = 60  # rows of the readable table; the structured content always has them all
 INLINE_LAYERS = 1_000  # walks up to this size (~7 ms) run on the event loop; a thread hop costs more than they do
 INLINE_SPEC_CHARS = 50_000
-PASS_THROUGH = {"relu", "relu6", "leakyrelu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "dropout", "identity"}
+PASS_THROUGH = {"relu", "relu6", "leakyrelu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "dropout", "identity", "elu",
+                "celu", "selu", "mish", "hardsigmoid", "hardtanh", "softplus", "softsign", "tanhshrink", "dropout1d",
+                "dropout2d", "dropout3d", "alphadropout"}
 
 LAYERS_HELP = (
-    "the network as a JSON list of layers, each {\"type\": ..., plus PyTorch's constructor arguments and defaults}: "
-    "conv2d (out_channels, kernel_size, stride=1, padding=0 | [h,w] | 'same' | 'valid', dilation=1, groups=1, bias=true, "
-    "padding_mode='zeros'|'reflect'|'replicate'|'circular'); convtranspose2d (out_channels, kernel_size, stride, padding, "
-    "output_padding, dilation, groups, bias); maxpool2d (kernel_size, stride=kernel_size, padding, dilation, ceil_mode); "
-    "avgpool2d (kernel_size, stride, padding, ceil_mode, count_include_pad); adaptiveavgpool2d / adaptivemaxpool2d "
-    "(output_size); zeropad2d (padding: int or [left, right, top, bottom]); batchnorm2d (affine=true); relu, relu6, "
-    "leakyrelu, gelu, silu, sigmoid, tanh, hardswish, dropout, identity; flatten; linear (out_features, bias); "
-    "residual (body: [layers], shortcut: [layers], empty = identity); concat (branches: [[layers], ...]). "
-    "in_channels / num_features / in_features may be left out (inferred). Per-axis values: int or [h, w]."
+    "the network as a JSON list of layers, each {\"type\": a torch.nn class name (conv2d or Conv2d), plus that "
+    "class's constructor arguments with PyTorch's names and defaults}. Types: conv1d/2d/3d, convtranspose1d/2d/3d, "
+    "maxpool / avgpool / adaptiveavgpool / adaptivemaxpool 1d/2d/3d, zeropad / constantpad / reflectionpad / "
+    "replicationpad / circularpad 1d/2d/3d (padding: int or [left, right, top, bottom, front, back] as far as the "
+    "dims go), batchnorm / instancenorm 1d/2d/3d, groupnorm, layernorm, upsample (size or scale_factor; mode), "
+    "pixelshuffle, pixelunshuffle, channelshuffle, flatten, unflatten, linear, prelu, softmax / logsoftmax (dim), "
+    "dropout(1d/2d/3d), and activations (relu, relu6, leakyrelu, gelu, silu, elu, selu, celu, mish, sigmoid, tanh, "
+    "hardswish, hardsigmoid, hardtanh, softplus, identity). Blocks: residual {body: [layers], shortcut: [layers], "
+    "empty = identity}; concat {branches: [[layers], ...]} (along channels). in_channels / num_features / "
+    "in_features may be left out (inferred). Per-axis values: an int, or one entry per spatial axis ([h, w] in 2-D)."
 )
+LAYERS_REF = "the network as a JSON list of layers, exactly as shape_calculator's `layers` describes"
+GRAPH_HELP = (
+    "the network as a DAG instead of layers (U-Net skips, DenseNet, FPN): a list of nodes {\"name\": ..., "
+    "\"inputs\": [node names, or \"input\" for the network input; default the previous node], \"type\": ..., "
+    "...that layer's fields}, plus merge nodes add / mul (shapes broadcast as torch) and concat (dim, default 1 = "
+    "channels, counted with the batch axis). Rows are named by node."
+)
+OUTPUT_HELP = "graph only: the node whose output is the network's output (default: the last node)"
 SPEC_HELP = (
     "the network as text instead of layers: what print(model) shows for an nn.Sequential (nested too), "
     "or VGG paper notation such as 'conv3-64, conv3-64, maxpool, FC-4096, FC-1000'"
 )
 InputShape = Annotated[
     list[Annotated[int, Field(ge=1, le=MAX_EXTENT)]],
-    Field(min_length=1, max_length=5, description=(
-        "input shape [C, H, W] or [N, C, H, W] (PyTorch layout), e.g. [3, 224, 224] ([C, L] / [C, D, H, W] for 1-D / "
-        "3-D); for a model file: all its input's dims, needed only when some are symbolic"
-    )),
+    Field(
+        min_length=1,
+        max_length=5,
+        description="input shape in PyTorch layout, batch axis optional: [C, H, W] (2-D), [C, L] (1-D), [C, D, H, W] (3-D), "
+        "e.g. [3, 224, 224]; the first spatial layer decides the layout. For a model file: all its input's dims, "
+        "batch first, needed only when some are symbolic",
+    ),
 ]
 MODEL_HELP = (
     "instead of layers/spec, a real model: the path of an .onnx file (relative to the server's working directory or "
@@ -70,11 +85,11 @@ Model = Annotated[str | None, Field(description=MODEL_HELP)]
 ModelBase64 = Annotated[str | None, Field(description="the .onnx file's bytes, base64-encoded, for clients that share no filesystem with the server")]
 # Validated by skills.spec, not by the SDK: published as an array of objects, accepted as any list, so a list
 # of 10,000 bad items gets one short error naming the first bad layer instead of a paragraph per element.
-Layers = Annotated[
-    list[Any] | None,
-    WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "null"}]}),
-    Field(description=LAYERS_HELP),
-]
+_OBJECTS = WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "null"}]})
+Layers = Annotated[list[Any] | None, _OBJECTS, Field(description=LAYERS_HELP)]
+LayersRef = Annotated[list[Any] | None, _OBJECTS, Field(description=LAYERS_REF)]
+Graph = Annotated[list[Any] | None, _OBJECTS, Field(description=GRAPH_HELP)]
+Output = Annotated[str | None, Field(max_length=200, description=OUTPUT_HELP)]
 Spec = Annotated[str | None, Field(description=SPEC_HELP)]
 
 
@@ -82,13 +97,15 @@ def _limits() -> dict[str, int]:
     return {"max_layers": LIMITS.max_layers, "max_depth": LIMITS.max_depth, "max_spec_chars": LIMITS.max_spec_chars}
 
 
-async def _named_limit(call, *, layers=None, spec=None, **kwargs):
+async def _named_limit(call, *, layers=None, spec=None, graph=None, **kwargs):
     """Run a walk (inline when small, else in a worker thread); a LimitError gets how to raise the limit it names."""
-    small = (spec is None or len(spec) <= INLINE_SPEC_CHARS) and (layers is None or _size(layers) <= INLINE_LAYERS)
+    small = (spec is None or len(spec) <= INLINE_SPEC_CHARS) and all(
+        v is None or _size(v) <= INLINE_LAYERS for v in (layers, graph)
+    )
     try:
         if small:
-            return call(layers=layers, spec=spec, **kwargs, **_limits())
-        return await anyio.to_thread.run_sync(lambda: call(layers=layers, spec=spec, **kwargs, **_limits()))
+            return call(layers=layers, spec=spec, graph=graph, **kwargs, **_limits())
+        return await anyio.to_thread.run_sync(lambda: call(layers=layers, spec=spec, graph=graph, **kwargs, **_limits()))
     except LimitError as exc:
         name = getattr(exc, "limit", None)
         if name is None:
@@ -96,10 +113,12 @@ async def _named_limit(call, *, layers=None, spec=None, **kwargs):
         raise LimitError(f"{exc}; {Limits.how_to_raise(name)}") from None
 
 
-async def _model_walk(tool: str, ctx: Context | None, model, model_base64, *, layers=None, spec=None, **kwargs):
+async def _model_walk(tool: str, ctx: Context | None, model, model_base64, *, layers=None, spec=None, graph=None, output=None, **kwargs):
     """A walk tool on a model file, read and walked in a worker thread; errors say how to raise a limit."""
-    if layers is not None or spec is not None:
-        raise SpecError("give the network one way: `model` / `model_base64` (a model file) or `layers` / `spec`, not both")
+    if layers is not None or spec is not None or graph is not None:
+        raise SpecError("give the network one way: `model` / `model_base64` (a model file) or `layers` / `graph` / `spec`, not both")
+    if output is not None:
+        raise SpecError("output names a node of a `graph` spec; a model file's results are for its first output")
     from skills import onnx_model  # loads on the first model call, not at start-up
 
     roots = allowed_roots(ctx)
@@ -138,18 +157,21 @@ def _size(layers: list) -> int:
     return total
 
 
+def _n(v) -> str:
+    """A number for the text: an int, or a float as the fraction it is (77.333... -> 232/3) or rounded."""
+    if isinstance(v, float):
+        f = Fraction(v).limit_denominator(10_000)
+        return f"{f.numerator}/{f.denominator}" if abs(float(f) - v) < 1e-12 else f"{v:.4g}"
+    return str(v)
+
+
 def _p(v: list) -> str:
-    """[h, w] as '3' when square, else '3x5' (any number of axes)."""
+    """Per-axis values: '3' when all axes agree, else '3x5' ([l], [h, w] or [d, h, w])."""
     if not v:
         return "-"
-    return str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))
-
-
-def _span(region) -> str:
-    """An input region as 'top..bottom x left..right' (one range per axis)."""
-    d = region.model_dump()
-    pairs = [("start", "end")] if "start" in d else [("front", "back"), ("top", "bottom"), ("left", "right")] if "front" in d else [("top", "bottom"), ("left", "right")]
-    return " x ".join(f"{d[a]}..{d[b]}" for a, b in pairs)
+    if all(x == v[0] for x in v):
+        return _n(v[0])
+    return "x".join(_n(x) for x in v)
 
 
 def _table(header: list[str], shown: list[tuple[str, ...]], total: int) -> str:
@@ -181,7 +203,7 @@ def shape_text(r: ShapeReport) -> str:
             continue
         total += 1
         if total <= TEXT_ROWS:
-            shown.append((str(x.index), t, str(x.output_shape), f"{x.params:,}", f"{x.macs:,}", _p(x.receptive_field), _p(x.effective_stride)))
+            shown.append((x.name or str(x.index), t, str(x.output_shape), f"{x.params:,}", f"{x.macs:,}", _p(x.receptive_field), _p(x.effective_stride)))
     table = _table(["#", "type", "output", "params", "MACs", "RF", "stride"], shown, total)
     note = f"\n({', '.join(sorted(passed))} rows left out of this table: shape unchanged, no params)" if passed else ""
     return head + "\n" + table + note + _warnings(r.warnings)
@@ -195,12 +217,24 @@ def rf_text(r: ReceptiveFieldReport) -> str:
     )
     if r.output_position is not None:
         g, c = r.input_region, r.input_region_clipped
-        head += f"\noutput pixel {r.output_position} sees input rows/cols "
-        head += _span(g) if g else "none"
-        head += f" (in the image: {_span(c)})" if c else " (no image pixel)"
-    shown = [(str(x.index), x.type, str(x.output_shape), _p(x.receptive_field), _p(x.effective_stride), _p(x.effective_padding))
+        at = f" of layer {r.at_layer}" if r.at_layer is not None else ""
+        head += f"\noutput pixel {r.output_position}{at} sees input {_region_axes(g)}" if g else f"\noutput pixel {r.output_position}{at} sees no input"
+        if g:
+            head += f" (in the image: {_region_axes(c, words=False)})" if c else " (no image pixel)"
+    shown = [(x.name or str(x.index), x.type, str(x.output_shape), _p(x.receptive_field), _p(x.effective_stride), _p(x.effective_padding))
              for x in r.layers[:TEXT_ROWS]]
     return head + "\n" + _table(["#", "type", "output", "RF", "stride", "padding"], shown, len(r.layers)) + _warnings(r.warnings)
+
+
+def _region_axes(g, words: bool = True) -> str:
+    """A region as its inclusive ranges: 'rows/cols 3..9 x 0..6' (2-D), 'samples 3..9' (1-D), 'depth/rows/cols ... x ... x ...' (3-D)."""
+    if hasattr(g, "start"):
+        text, word = f"{g.start}..{g.end}", "samples"
+    elif hasattr(g, "front"):
+        text, word = f"{g.front}..{g.back} x {g.top}..{g.bottom} x {g.left}..{g.right}", "depth/rows/cols"
+    else:
+        text, word = f"{g.top}..{g.bottom} x {g.left}..{g.right}", "rows/cols"
+    return f"{word} {text}" if words else text
 
 
 def param_text(r: ParameterReport) -> str:
@@ -211,14 +245,35 @@ def param_text(r: ParameterReport) -> str:
         if x.params or x.buffers:
             total += 1
             if total <= TEXT_ROWS:
-                shown.append((str(x.index), x.type, x.formula + (f"; buffers {x.buffers_formula}" if x.buffers_formula else "")))
+                shown.append((x.name or str(x.index), x.type, x.formula + (f"; buffers {x.buffers_formula}" if x.buffers_formula else "")))
     return head + "\n" + _table(["#", "type", "params"], shown, total) + _warnings(r.warnings)
 
 
-def _result(report: ShapeReport | ReceptiveFieldReport | ParameterReport, text: str) -> CallToolResult:
+DETAIL_HELP = (
+    "how much structured content: summary (totals, no rows), layers (default: one row per top-level layer or node; "
+    "a block is one row), full (also block_layers and every row field)"
+)
+Detail = Annotated[Literal["summary", "layers", "full"], Field(description=DETAIL_HELP)]
+
+
+def _result(report: ShapeReport | ReceptiveFieldReport | ParameterReport, text: str, detail: str = "full") -> CallToolResult:
     """app.structured(report, text), with the structured content taken from the report directly (skills.walk.report_json
-    gives what model_dump(mode="json") would, without its pass over every value)."""
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=report_json(report))
+    gives what model_dump(mode="json") would, without its pass over every value), cut to `detail`."""
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=project(report_json(report), detail))
+
+
+def project(content: dict, detail: str) -> dict:
+    """A walk's structured content at a level of detail: "full" as walked; "layers" the top-level rows without what
+    repeats (a top-level row's path is its index, or its name), no block_layers; "summary" no rows at all."""
+    if detail == "full":
+        return content
+    content["block_layers"] = []
+    if detail == "summary":
+        content["layers"] = []
+        return content
+    for row in content["layers"]:
+        row.pop("path", None)
+    return content
 
 
 def register(server: MCPServer) -> None:
@@ -227,62 +282,73 @@ def register(server: MCPServer) -> None:
     @server.tool(name="shape_calculator", title="Walk a CNN: shapes, params, MACs, receptive field", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
     async def shape_calculator_tool(
-        input_shape: InputShape | None = None,
-        layers: Layers = None,
-        spec: Spec = None,
-        model: Model = None,
-        model_base64: ModelBase64 = None,
-        ctx: Context | None = None,
+        input_shape: InputShape | None = None, layers: Layers = None, spec: Spec = None, graph: Graph = None, output: Output = None,
+        detail: Detail = "layers", model: Model = None, model_base64: ModelBase64 = None, ctx: Context | None = None,
     ) -> Annotated[CallToolResult, ShapeReport]:
-        """Walk a whole network layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON), `spec` (print(model) text) or `model` (an .onnx file)."""
+        """Walk a whole network (1-D, 2-D or 3-D) layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON), `graph` (named nodes), `spec` (print(model) text) or `model` (an .onnx file)."""
         if model is not None or model_base64 is not None:
-            report = await _model_walk("shape_calculator", ctx, model, model_base64, layers=layers, spec=spec, input_shape=input_shape)
-            return _result(report, shape_text(report) + _model_text(report))
-        report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec)
-        return _result(report, shape_text(report))
+            report = await _model_walk("shape_calculator", ctx, model, model_base64, layers=layers, spec=spec, graph=graph,
+                                       output=output, input_shape=input_shape)
+            return _result(report, shape_text(report) + _model_text(report), detail)
+        report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec, graph=graph, output=output)
+        return _result(report, shape_text(report), detail)
 
     @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
     async def receptive_field_tool(
         input_shape: InputShape | None = None,
-        layers: Layers = None,
+        layers: LayersRef = None,
         spec: Spec = None,
+        graph: Graph = None,
+        output: Output = None,
         output_position: Annotated[
             list[int] | None,
-            Field(min_length=1, max_length=3, description="[y, x] of one output pixel ([x] / [z, y, x] in 1-D / 3-D): also return the input region it sees"),
+            Field(min_length=1, max_length=3, description="one output pixel, an index per spatial axis ([y, x] in 2-D): also return the input region it sees"),
         ] = None,
+        at_layer: Annotated[
+            int | str | None,
+            Field(description="with output_position: the layer whose output pixel it names (top-level index, block path such as '4.body.1', or graph node name); default the output, or the last spatial layer before flatten"),
+        ] = None,
+        detail: Detail = "layers",
         model: Model = None,
         model_base64: ModelBase64 = None,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, ReceptiveFieldReport]:
-        """Receptive field, effective stride and effective padding ([h, w], Araujo et al. 2019) after every layer; with output_position [y, x], the inclusive input region that pixel sees, before and after clipping to the image."""
+        """Receptive field, effective stride and effective padding per spatial axis (Araujo et al. 2019) after every layer; with output_position, the inclusive input region that pixel sees, before and after clipping to the image."""
         if model is not None or model_base64 is not None:
-            report = await _model_walk("receptive_field", ctx, model, model_base64, layers=layers, spec=spec,
-                                       input_shape=input_shape, output_position=output_position)
-            return _result(report, rf_text(report) + _model_text(report))
-        report = await _named_limit(receptive_field, input_shape=input_shape, output_position=output_position, layers=layers, spec=spec)
-        return _result(report, rf_text(report))
+            report = await _model_walk("receptive_field", ctx, model, model_base64, layers=layers, spec=spec, graph=graph, output=output,
+                                       input_shape=input_shape, output_position=output_position, at_layer=at_layer)
+            return _result(report, rf_text(report) + _model_text(report), detail)
+        report = await _named_limit(
+            receptive_field, input_shape=input_shape, output_position=output_position, at_layer=at_layer, layers=layers,
+            spec=spec, graph=graph, output=output,
+        )
+        return _result(report, rf_text(report), detail)
 
     @server.tool(name="parameter_count", title="Parameters and buffers per layer, with formulas", annotations=READ_ONLY)
     @domain_errors
     async def parameter_count_tool(
-        layers: Layers = None,
+        layers: LayersRef = None,
         spec: Spec = None,
+        graph: Graph = None,
+        output: Output = None,
         input_shape: Annotated[
             list[Annotated[int, Field(ge=1)]] | None,
             Field(
                 min_length=1,
                 max_length=5,
-                description="[C, H, W] or [N, C, H, W]; needed only when channels (or a linear's in_features) cannot be inferred from the layers",
+                description="[C, H, W] or [N, C, H, W] ([C, L], [C, D, H, W] for 1-D, 3-D); needed only when channels (or a linear's in_features) cannot be inferred from the layers",
             ),
         ] = None,
+        detail: Detail = "layers",
         model: Model = None,
         model_base64: ModelBase64 = None,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, ParameterReport]:
         """Trainable params and buffers (BatchNorm running statistics) per layer, each with its formula written out (e.g. '64*3*3*3 + 64 = 1,792'), and the totals; `spec` takes any print(model) text, `model` an .onnx file."""
         if model is not None or model_base64 is not None:
-            report = await _model_walk("parameter_count", ctx, model, model_base64, layers=layers, spec=spec, input_shape=input_shape)
-            return _result(report, param_text(report) + _model_text(report))
-        report = await _named_limit(parameter_count, input_shape=input_shape, layers=layers, spec=spec)
-        return _result(report, param_text(report))
+            report = await _model_walk("parameter_count", ctx, model, model_base64, layers=layers, spec=spec, graph=graph, output=output,
+                                       input_shape=input_shape)
+            return _result(report, param_text(report) + _model_text(report), detail)
+        report = await _named_limit(parameter_count, input_shape=input_shape, layers=layers, spec=spec, graph=graph, output=output)
+        return _result(report, param_text(report), detail)

@@ -63,6 +63,21 @@ def _nested_shape(value: Any, name: str) -> None:
     walk(value, name, 0)
 
 
+def _first_non_number(value: Any, name: str) -> str | None:
+    """The error for the first item of a nested list that is no real number, with its index path; None if none."""
+    stack = [(value, name)]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(v))))
+        elif v is None:
+            return f"{path} is null, not a number (NaN and infinity are no JSON numbers: clients send them as null)"
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+            return f"{path} is {shown}, not a number: arrays must hold real numbers (int or float)"
+    return None
+
+
 def as_array(value: Any, name: str, ranks: tuple[int, ...], dtype: Any = None) -> np.ndarray:
     """A numeric NumPy array from a nested list or array, with one of the given ranks; ArrayError otherwise."""
     if isinstance(value, np.ndarray):
@@ -81,9 +96,17 @@ def as_array(value: Any, name: str, ranks: tuple[int, ...], dtype: Any = None) -
         if arr.dtype == object:
             _nested_shape(value, name)
     if arr.dtype.kind not in "iuf":
+        where = _first_non_number(value, name) if not isinstance(value, np.ndarray) else None
+        if where is not None:
+            raise ArrayError(where)
         raise ArrayError(
             f"{name} must hold real numbers (int or float), got dtype {arr.dtype}"
             + (" (strings, null or mixed items?)" if arr.dtype.kind in "OUS" else "")
+        )
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ArrayError(
+            f"{name}{''.join(f'[{i}]' for i in index)} is {float(arr[index])}: arrays must hold finite numbers (no NaN or infinity)"
         )
     if arr.ndim not in ranks:
         want = " or ".join(str(r) for r in ranks)

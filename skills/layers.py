@@ -1,8 +1,9 @@
 """Every layer's rules: output shape, params, buffers, MACs and receptive-field step, one function per family.
 
-A rule is `rule(walk, layer, x, rf, path, label) -> Rec`: the layer (a skills.spec model), its input shape `x` (a T),
-the receptive-field maps reaching it (one skills.rf.AxisRF per spatial axis, or None), its row path and its label
-for warnings (`layer 3`, `node 'up1'`). Errors are raised without the label: the walk prefixes `layer 3 (conv2d): `.
+A rule is `rule(walk, layer, x, rf, path) -> Rec`: the layer (a skills.spec model), its input shape `x` (a T), the
+receptive-field maps reaching it (one skills.rf.AxisRF per spatial axis, or None) and its row path; `walk.label(path)`
+names it in warnings (`layer 3`, `node 'up1'`), built only when one is written. Errors are raised without the name:
+the walk prefixes `layer 3 (conv2d): `.
 Every size comes from skills.arithmetic (the one copy of each formula). Adding a layer type is a spec model and one
 rule here, registered in RULES (layers without a rule keep their input's shape and learn nothing).
 """
@@ -21,8 +22,21 @@ from .arithmetic import (
     transpose_output_length,
 )
 from .errors import GeometryError, SpecError
-from .rf import AXIS_NAMES, AdaptiveStep, AxisRF, PadStep, SampleStep, TransposeStep, WindowStep, advance, hull, windows
+from .rf import (
+    AXIS_NAMES,
+    AdaptiveStep,
+    AxisRF,
+    PadStep,
+    SampleStep,
+    TransposeStep,
+    WindowStep,
+    advance,
+    hull,
+    torch_nearest_scale,
+    windows,
+)
 from .spec import (
+    ND_OF,
     AdaptiveAvgPool,
     AdaptiveMaxPool,
     AvgPool,
@@ -32,6 +46,7 @@ from .spec import (
     Concat,
     Conv,
     ConvTranspose,
+    Dropout,
     Flatten,
     GroupNorm,
     InstanceNorm,
@@ -46,7 +61,9 @@ from .spec import (
     Softmax,
     Unflatten,
     Upsample,
+    field_help,
     nd_of,
+    short,
 )
 
 LAYOUTS = {1: "[C, L]", 2: "[C, H, W]", 3: "[C, D, H, W]"}
@@ -58,23 +75,31 @@ class T:
     """A tensor shape in the walk: batch n (or None), then a map (channels c, spatial sizes sp) or flat features f.
     None = unknown (parameter_count without input_shape): sp is known or unknown as a whole."""
 
-    __slots__ = ("n", "flat", "c", "sp", "f")
+    __slots__ = ("n", "flat", "c", "sp", "f", "_dims")
 
     def __init__(self, n, flat, c=None, sp=None, f=None):
         self.n, self.flat, self.c, self.sp, self.f = n, flat, c, sp, f
+        self._dims = None
 
     def dims(self) -> list:
-        if self.flat:
-            return [self.f] if self.n is None else [self.n, self.f]
-        body = [self.c, *self.sp] if self.sp is not None else [self.c]
-        return body if self.n is None else [self.n, *body]
+        """The shape as PyTorch prints it, computed once: the reports share the list, so never change it in place."""
+        d = self._dims
+        if d is None:
+            if self.flat:
+                d = [self.f] if self.n is None else [self.n, self.f]
+            else:
+                body = [self.c, *self.sp] if self.sp is not None else [self.c]
+                d = body if self.n is None else [self.n, *body]
+            self._dims = d
+        return d
 
     def elements(self) -> int:
         """prod(dims()), or 0 while a dimension is unknown."""
         if self.flat:
             v = self.f
         else:
-            v = None if self.c is None or self.sp is None else self.c * prod(self.sp)
+            sp = self.sp
+            v = None if self.c is None or sp is None else self.c * (sp[0] * sp[1] if len(sp) == 2 else prod(sp))
         if v is None:
             return 0
         return v if self.n is None else self.n * v
@@ -87,8 +112,8 @@ class Rec:
     """One walked layer: its numbers, where its input came from, and what the receptive-field walk-back needs.
 
     `formula` / `buffers_formula` are text, or (function, *args) written out only when parameter_count asks;
-    `steps` is None (pixels pass through), JOIN (a merge), or a tuple of (step class, arguments per axis) applied
-    from the output back; `srcs` are the records whose outputs feed this one (None = the network input);
+    `steps` is None (pixels pass through), JOIN (a merge), or a tuple of (step class, its arguments as one tuple per
+    argument with an entry per axis) applied from the output back; `srcs` are the records whose outputs feed this one (None = the network input);
     `paths` are a block's inner record lists; `layer` is the spec model (or graph merge) the record walked."""
 
     __slots__ = ("index", "path", "name", "type", "x", "y", "params", "buffers", "macs", "formula", "buffers_formula",
@@ -96,11 +121,11 @@ class Rec:
 
     def __init__(self, path, ltype, x, y, params=0, buffers=0, macs=0, formula="0", buffers_formula=None, steps=None,
                  rf=None, paths=None):
-        self.index, self.path, self.name, self.type, self.x, self.y = 0, path, None, ltype, x, y
+        # index, layer and srcs are set by the walk (a block or merge sets its srcs itself); name by a graph walk
+        self.path, self.name, self.type, self.x, self.y = path, None, ltype, x, y
         self.params, self.buffers, self.macs = params, buffers, macs
         self.formula, self.buffers_formula = formula, buffers_formula
-        self.steps, self.srcs, self.rf, self.paths = steps, (), rf, paths
-        self.layer = None  # the spec model walked (set by the walk)
+        self.steps, self.rf, self.paths = steps, rf, paths
         self.op_type = None  # the op a graph node came from (an ONNX op_type), when the spec says
 
 
@@ -112,11 +137,16 @@ def text(formula) -> str | None:
 # ---------------------------------------------------------------- shared checks
 
 
-def axes(v: Any, nd: int) -> tuple[int, ...]:
-    """One value per spatial axis from an int or a list the spec models validated (1 or nd entries)."""
+def axes(v: Any, nd: int, field: str = "", ltype: str = "") -> tuple[int, ...]:
+    """One value per spatial axis from an int or a list (1 entry for every axis, or one per axis; anything else is an
+    error naming the field)."""
     if v.__class__ is int:
         return (v,) * nd
-    return tuple(v) if len(v) == nd else (v[0],) * nd
+    if len(v) == nd:
+        return tuple(v)
+    if len(v) == 1:
+        return (v[0],) * nd
+    raise SpecError(f"{field} must be {field_help(field, ltype)}, got {short(v)}")
 
 
 def need_map(w, x: T, ltype: str, nd: int) -> None:
@@ -128,9 +158,10 @@ def need_map(w, x: T, ltype: str, nd: int) -> None:
     if nd != w.nd:
         got = f"a {w.nd}-D map ({LAYOUTS[w.nd]})" if w.nd else "not a map"
         fix = f": use {ltype[:-2]}{w.nd}d" if w.nd and ltype[-1] == "d" and ltype[-2].isdigit() else ""
+        made = f" ({w.decider} makes this network {w.nd}-D)" if w.nd and getattr(w, "decider", None) else ""
         raise SpecError(
             f"its input {x.dims()} is {got} but {ltype} needs {nd} spatial axes ({LAYOUTS[nd]}); "
-            f"one network cannot mix dimensionalities{fix}"
+            f"one network cannot mix dimensionalities{made}{fix}"
         )
 
 
@@ -190,9 +221,9 @@ def _unknown(x: T, path: str, ltype: str, y: T | None = None, **numbers) -> Rec:
 # ---------------------------------------------------------------- convolution
 
 
-def conv(w, layer: Conv, x: T, rf, path: str, label: str) -> Rec:
+def conv(w, layer: Conv, x: T, rf, path: str) -> Rec:
     ltype = layer.type
-    nd = nd_of(ltype)
+    nd = ND_OF[ltype]
     if x.flat or nd != w.nd:
         need_map(w, x, ltype, nd)
     cin = layer.in_channels
@@ -200,15 +231,21 @@ def conv(w, layer: Conv, x: T, rf, path: str, label: str) -> Rec:
     cout, g = layer.out_channels, layer.groups
     if g != 1 and (cin % g or cout % g):
         _groups(cin, cout, g)
-    k, s, d = axes(layer.kernel_size, nd), axes(layer.stride, nd), axes(layer.dilation, nd)
+    k, s, d = layer.kernel_size, layer.stride, layer.dilation
+    two = nd == 2  # tuple displays for the common 2-D case: cheaper than (k,) * nd on this hot path
+    k = ((k, k) if two else (k,) * nd) if k.__class__ is int else axes(k, nd, "kernel_size", ltype)
+    s = ((s, s) if two else (s,) * nd) if s.__class__ is int else axes(s, nd, "stride", ltype)
+    d = ((d, d) if two else (d,) * nd) if d.__class__ is int else axes(d, nd, "dilation", ltype)
     padding = layer.padding
-    if layer.pads is not None:
+    if layer.pads is not None:  # ONNX's per-side pads
         before, after = _pads(layer, nd)
+    elif padding.__class__ is int:
+        before = after = (padding, padding) if two else (padding,) * nd
     else:
-        before = after = (padding,) * nd if padding.__class__ is int else None
-        if before is None:
-            before, after = resolve_conv_padding(padding, k, s, d)
-    weight = cout * (cin // g) * prod(k)
+        if padding.__class__ is list:
+            axes(padding, nd, "padding", ltype)
+        before, after = resolve_conv_padding(padding, k, s, d)
+    weight = cout * (cin // g) * (k[0] * k[1] if two else prod(k))
     params = weight + cout if layer.bias else weight
     formula = (_weight_formula, cout, cin, g, k, layer.bias, params)  # written out only if parameter_count asks
     if x.sp is None:
@@ -218,31 +255,39 @@ def conv(w, layer: Conv, x: T, rf, path: str, label: str) -> Rec:
         check_padding_mode(x.sp, before, after, mode)
         if mode == "circular" and rf is not None and max(*before, *after) > 0:
             w.warnings.append(
-                f"{label} ({ltype}): circular padding wraps around, so pixels near one border also see the opposite border; "
+                f"{w.label(path)} ({ltype}): circular padding wraps around, so pixels near one border also see the opposite border; "
                 "the regions reported here count padding as the zero-padding case does"
             )
-    out = _sizes(conv_output_length, nd, x.sp, k, s, before, after, d)
-    macs = (x.n or 1) * prod(out) * weight
+    sp = x.sp
+    try:
+        if two:  # the common case, unrolled (this rule is the walk's hot path)
+            out = (conv_output_length(sp[0], k[0], s[0], before[0], after[0], d[0]),
+                   conv_output_length(sp[1], k[1], s[1], before[1], after[1], d[1]))
+        else:
+            out = tuple(map(conv_output_length, sp, k, s, before, after, d))
+    except GeometryError:
+        out = _sizes(conv_output_length, nd, sp, k, s, before, after, d)  # the same error, naming its axis
+    macs = (x.n or 1) * (out[0] * out[1] if two else prod(out)) * weight
     if mode == "zeros":
-        steps = ((WindowStep, tuple(zip(k, s, before, d, x.sp, strict=True))),)
+        steps = ((WindowStep, (k, s, before, d, sp)),)
     else:  # the padding reads real pixels: walk back through the window on the padded map, then the padding itself
         padded = tuple(n + b + a for n, b, a in zip(x.sp, before, after, strict=True))
-        steps = ((WindowStep, tuple((k[i], s[i], 0, d[i], padded[i]) for i in range(nd))),
-                 (PadStep, tuple((before[i], x.sp[i], mode) for i in range(nd))))
+        steps = ((WindowStep, (k, s, (0,) * nd, d, padded)), (PadStep, (before, sp, (mode,) * nd)))
     if rf is not None:
         rf = windows(rf, k, s, before, d)
     return Rec(path, ltype, x, T(x.n, False, cout, out), params, 0, macs, formula, None, steps, rf)
 
 
-def conv_transpose(w, layer: ConvTranspose, x: T, rf, path: str, label: str) -> Rec:
+def conv_transpose(w, layer: ConvTranspose, x: T, rf, path: str) -> Rec:
     ltype = layer.type
     nd = nd_of(ltype)
     need_map(w, x, ltype, nd)
     cin = in_channels(x, layer.in_channels, "in_channels")
     cout, g = layer.out_channels, layer.groups
     _groups(cin, cout, g)
-    k, s, d = axes(layer.kernel_size, nd), axes(layer.stride, nd), axes(layer.dilation, nd)
-    p, op = axes(layer.padding, nd), axes(layer.output_padding, nd)
+    k, s = axes(layer.kernel_size, nd, "kernel_size", ltype), axes(layer.stride, nd, "stride", ltype)
+    d, p = axes(layer.dilation, nd, "dilation", ltype), axes(layer.padding, nd, "padding", ltype)
+    op = axes(layer.output_padding, nd, "output_padding", ltype)
     p, after = _pads(layer, nd) if layer.pads is not None else (p, p)
     weight = cin * (cout // g) * prod(k)
     params = weight + (cout if layer.bias else 0)
@@ -251,57 +296,82 @@ def conv_transpose(w, layer: ConvTranspose, x: T, rf, path: str, label: str) -> 
         return _unknown(x, path, ltype, T(x.n, False, cout), params=params, formula=formula)
     out = _sizes(transpose_output_length, nd, x.sp, k, s, p, op, d, after)
     macs = (x.n or 1) * prod(x.sp) * weight  # H_in*W_in*C_in*(C_out/groups)*kH*kW
-    steps = ((TransposeStep, tuple(zip(k, s, p, d, x.sp, strict=True))),)
-    return Rec(path, ltype, x, T(x.n, False, cout, out), params, 0, macs, formula, None, steps, advance(rf, steps[0], f"{label} ({ltype})"))
+    steps = ((TransposeStep, (k, s, p, d, x.sp)),)
+    return Rec(path, ltype, x, T(x.n, False, cout, out), params, 0, macs, formula, None, steps, advance(rf, steps[0], lambda: f"{w.label(path)} ({ltype})"))
 
 
 # ---------------------------------------------------------------- pooling and padding
 
 
-def pool(w, layer: MaxPool | AvgPool, x: T, rf, path: str, label: str) -> Rec:
+def pool(w, layer: MaxPool | AvgPool, x: T, rf, path: str) -> Rec:
     ltype = layer.type
-    nd = nd_of(ltype)
+    nd = ND_OF[ltype]
     if x.flat or nd != w.nd:
         need_map(w, x, ltype, nd)
     if ltype == "avgpool1d" and layer.divisor_override is not None:
         raise SpecError("avgpool1d takes no divisor_override (nn.AvgPool1d has none; AvgPool2d and AvgPool3d do)")
-    k = axes(layer.kernel_size, nd)
-    s = axes(layer.stride, nd) if layer.stride is not None else k
-    p = axes(layer.padding, nd)
-    p, after = _pads(layer, nd) if layer.pads is not None else (p, p)
-    d = axes(layer.dilation, nd) if ltype[:3] == "max" else (1,) * nd
-    if x.sp is None:
+    k, s, p = layer.kernel_size, layer.stride, layer.padding
+    two = nd == 2  # tuple displays for the common 2-D case, as in conv
+    k = ((k, k) if two else (k,) * nd) if k.__class__ is int else axes(k, nd, "kernel_size", ltype)
+    s = k if s is None else ((s, s) if two else (s,) * nd) if s.__class__ is int else axes(s, nd, "stride", ltype)
+    p = ((p, p) if two else (p,) * nd) if p.__class__ is int else axes(p, nd, "padding", ltype)
+    d = layer.dilation if ltype[:3] == "max" else 1
+    d = ((d, d) if two else (d,) * nd) if d.__class__ is int else axes(d, nd, "dilation", ltype)
+    sp = x.sp
+    if sp is None:
         return _unknown(x, path, ltype)
-    ceil = (layer.ceil_mode,) * nd
-    out = _sizes(pool_output_length, nd, x.sp, k, s, p, d, ceil, after, (layer.convention,) * nd)
-    steps = ((WindowStep, tuple(zip(k, s, p, d, x.sp, strict=True))),)
+    ceil = layer.ceil_mode
+    if layer.pads is not None or layer.convention != "pytorch":  # ONNX's per-side pads, or ONNX's size rule
+        p, after = _pads(layer, nd) if layer.pads is not None else (p, p)
+        out = _sizes(pool_output_length, nd, sp, k, s, p, d, (ceil,) * nd, after, (layer.convention,) * nd)
+    else:
+        try:
+            if two:
+                out = (pool_output_length(sp[0], k[0], s[0], p[0], d[0], ceil), pool_output_length(sp[1], k[1], s[1], p[1], d[1], ceil))
+            else:
+                out = tuple(map(pool_output_length, sp, k, s, p, d, (ceil,) * nd))
+        except GeometryError:
+            out = _sizes(pool_output_length, nd, sp, k, s, p, d, (ceil,) * nd)  # the same error, naming its axis
+    if ltype == "avgpool3d" and layer.convention == "pytorch":  # torch's avg_pool3d (only it) checks the unpadded input against the kernel
+        small = [f"{name} {n} < kernel_size {kk}" for name, n, kk in zip(AXIS_NAMES[3], sp, k, strict=True) if n < kk]
+        if small:
+            raise GeometryError(
+                f"the input {'x'.join(map(str, sp))} is smaller than the kernel {'x'.join(map(str, k))} ({', '.join(small)}); "
+                "AvgPool3d needs every input axis at least kernel_size, padding not counted"
+            )
+    steps = ((WindowStep, (k, s, p, d, sp)),)
     if rf is not None:
         rf = windows(rf, k, s, p, d)
-    return Rec(path, ltype, x, T(x.n, False, x.c, out), steps=steps, rf=rf)
+    return Rec(path, ltype, x, T(x.n, False, x.c, out), 0, 0, 0, "0", None, steps, rf)
 
 
-def adaptive(w, layer: AdaptiveAvgPool | AdaptiveMaxPool, x: T, rf, path: str, label: str) -> Rec:
+def adaptive(w, layer: AdaptiveAvgPool | AdaptiveMaxPool, x: T, rf, path: str) -> Rec:
     ltype = layer.type
     nd = nd_of(ltype)
     need_map(w, x, ltype, nd)
-    size = layer.output_size
-    size = (size,) * nd if size.__class__ is int else tuple(size) if len(size) == nd else (size[0],) * nd
+    size = axes(layer.output_size, nd, "output_size", ltype)
+    if nd == 1 and size[0] is None:  # nn.AdaptiveAvgPool1d / MaxPool1d take an int only
+        raise SpecError(f"output_size must be an int >= 1 for {ltype} (PyTorch keeps an axis with None in 2-D and 3-D only), got {layer.output_size}")
     if x.sp is None:
         return _unknown(x, path, ltype)
     out = tuple(m or n for m, n in zip(size, x.sp, strict=True))
-    steps = ((AdaptiveStep, tuple(zip(x.sp, out, strict=True))),)
-    return Rec(path, ltype, x, T(x.n, False, x.c, out), steps=steps, rf=advance(rf, steps[0], f"{label} ({ltype})"))
+    steps = ((AdaptiveStep, (x.sp, out)),)
+    return Rec(path, ltype, x, T(x.n, False, x.c, out), steps=steps, rf=advance(rf, steps[0], lambda: f"{w.label(path)} ({ltype})"))
 
 
 _PAD_MODE = {"zero": "zeros", "constant": "zeros", "reflection": "reflect", "replication": "replicate", "circular": "circular"}
 _SIDES = ("left", "right", "top", "bottom", "front", "back")
 
 
-def pad(w, layer: Pad, x: T, rf, path: str, label: str) -> Rec:
+def pad(w, layer: Pad, x: T, rf, path: str) -> Rec:
     ltype = layer.type
     nd = nd_of(ltype)
     need_map(w, x, ltype, nd)
     p = layer.padding
+    if p.__class__ is list and len(p) != 2 * nd:
+        raise SpecError(f"padding must be {field_help('padding', ltype)}, got {short(p)}")
+    if layer.value != 0.0 and not ltype.startswith("constant"):
+        raise SpecError(f"value={layer.value} is only for constantpad1d/2d/3d; {ltype} pads with {ltype[:ltype.index('pad')]} values")
     sides = (p,) * (2 * nd) if p.__class__ is int else tuple(p)
     # PyTorch lists the last axis first: (left, right) for W, then (top, bottom) for H, then (front, back) for D
     before = tuple(sides[2 * (nd - 1 - i)] for i in range(nd))
@@ -325,14 +395,14 @@ def pad(w, layer: Pad, x: T, rf, path: str, label: str) -> Rec:
             raise GeometryError(f"circular padding cannot wrap around more than once: padding {big} > {names[i]} {x.sp[i]} (need padding <= {x.sp[i]})")
     if mode == "circular" and rf is not None and max(*before, *after) > 0:
         w.warnings.append(
-            f"{label} ({ltype}): circular padding wraps around, so pixels near one border also see the opposite border; "
+            f"{w.label(path)} ({ltype}): circular padding wraps around, so pixels near one border also see the opposite border; "
             "the regions reported here count padding as the zero-padding case does"
         )
     ones = (1,) * nd
     if mode == "zeros":
-        steps = ((WindowStep, tuple(zip(ones, ones, before, ones, x.sp, strict=True))),)
+        steps = ((WindowStep, (ones, ones, before, ones, x.sp)),)
     else:
-        steps = ((PadStep, tuple((before[i], x.sp[i], mode) for i in range(nd))),)
+        steps = ((PadStep, (before, x.sp, (mode,) * nd)),)
     if rf is not None:
         rf = windows(rf, ones, ones, before, ones)
     return Rec(path, ltype, x, T(x.n, False, x.c, out), steps=steps, rf=rf)
@@ -349,19 +419,32 @@ def _bn_buffers_formula(c: int, buffers: int) -> str:
     return f"2*{c} + 1 = {buffers:,}"
 
 
-def _stats_note(w, label: str, ltype: str) -> None:
+def _stats_note(w, path: str, ltype: str) -> None:
     """Once per walk: normalisation by statistics over the map is counted as pointwise in the receptive field."""
     if "stats" not in w.notes:
         w.notes.add("stats")
         w.warnings.append(
-            f"{label} ({ltype}) normalises with statistics over the whole map, so strictly every output depends a "
+            f"{w.label(path)} ({ltype}) normalises with statistics over the whole map, so strictly every output depends a "
             "little on every input pixel; the receptive field here counts it as pointwise, as for batchnorm"
         )
 
 
-def batchnorm(w, layer: BatchNorm | InstanceNorm, x: T, rf, path: str, label: str) -> Rec:
+def _batch_statistics(x: T, samples: int, what: str, per_group: int = 1) -> None:
+    """Normalising with the input's own statistics needs more than 1 value per statistic: torch refuses 1, even in
+    eval mode (batchnorm without running stats: per channel over the batch and map; instancenorm: per map; groupnorm:
+    per group over the batch)."""
+    values = samples * per_group * (1 if x.flat else prod(x.sp))
+    if values == 1:
+        where = "spatial element per channel" if what[:8] == "instance" else "value per channel" if what[:5] == "batch" else "value per group"
+        raise GeometryError(
+            f"the input {x.dims()} gives 1 {where} to normalise over, and PyTorch needs more than 1 "
+            + ("(it normalises with the input's own statistics since track_running_stats=False)" if what != "groupnorm" else "(C/num_groups * N * spatial size = 1)")
+        )
+
+
+def batchnorm(w, layer: BatchNorm | InstanceNorm, x: T, rf, path: str) -> Rec:
     ltype = layer.type
-    nd = nd_of(ltype)
+    nd = ND_OF[ltype]
     if ltype != "batchnorm1d" and (x.flat or nd != w.nd):  # batchnorm1d also takes [N, C] (a flattened input)
         need_map(w, x, ltype, nd)
     elif ltype == "batchnorm1d" and not x.flat and w.nd != 1 and x.c is not None:
@@ -377,18 +460,20 @@ def batchnorm(w, layer: BatchNorm | InstanceNorm, x: T, rf, path: str, label: st
         if have is None:
             raise SpecError("num_features cannot be inferred: no input_shape was given and no earlier layer fixes the channel count; give input_shape or num_features")
         c = have
+    if not layer.track_running_stats and x.elements():
+        _batch_statistics(x, (x.n or 1) if ltype[:5] == "batch" else 1, ltype)
     per = (1 + (1 if layer.bias else 0)) if layer.affine else 0
     params = per * c
     buffers = 2 * c + 1 if layer.track_running_stats else 0
     formula = (_bn_formula, per, c, params) if per else "0 (affine=False)"
     buffers_formula = (_bn_buffers_formula, c, buffers) if buffers else "0 (track_running_stats=False)"
     if ltype[:8] == "instance" and not layer.track_running_stats and rf is not None:
-        _stats_note(w, label, ltype)
+        _stats_note(w, path, ltype)
     y = x if x.flat or c == x.c else T(x.n, False, c, x.sp)  # shapes are never changed in place: sharing is safe
     return Rec(path, ltype, x, y, params, buffers, 0, formula, buffers_formula, None, rf)
 
 
-def groupnorm(w, layer: GroupNorm, x: T, rf, path: str, label: str) -> Rec:
+def groupnorm(w, layer: GroupNorm, x: T, rf, path: str) -> Rec:
     have = x.f if x.flat else x.c
     c = layer.num_channels
     if c is not None and have is not None and c != have:
@@ -400,14 +485,16 @@ def groupnorm(w, layer: GroupNorm, x: T, rf, path: str, label: str) -> Rec:
     g = layer.num_groups
     if c % g:
         raise GeometryError(f"num_groups={g} must divide num_channels={c} ({c} % {g} = {c % g})")
+    if x.elements():
+        _batch_statistics(x, x.n or 1, "groupnorm", c // g)
     per = (1 + (1 if layer.bias else 0)) if layer.affine else 0
     if rf is not None:
-        _stats_note(w, label, "groupnorm")
+        _stats_note(w, path, "groupnorm")
     y = x if x.flat or c == x.c else T(x.n, False, c, x.sp)
     return Rec(path, "groupnorm", x, y, per * c, 0, 0, (_bn_formula, per, c, per * c) if per else "0 (affine=False)", None, None, rf)
 
 
-def layernorm(w, layer: LayerNorm, x: T, rf, path: str, label: str) -> Rec:
+def layernorm(w, layer: LayerNorm, x: T, rf, path: str) -> Rec:
     shape = layer.normalized_shape
     shape = [shape] if shape.__class__ is int else list(shape)
     dims = x.dims()
@@ -420,7 +507,7 @@ def layernorm(w, layer: LayerNorm, x: T, rf, path: str, label: str) -> Rec:
     size = prod(shape)
     per = (1 + (1 if layer.bias else 0)) if layer.elementwise_affine else 0
     if rf is not None and not x.flat and len(shape) > 1:
-        _stats_note(w, label, "layernorm")
+        _stats_note(w, path, "layernorm")
     formula = f"{per}*{'*'.join(map(str, shape))} = {per * size:,}" if per else "0 (elementwise_affine=False)"
     return Rec(path, "layernorm", x, x, per * size, 0, 0, formula, None, None, rf)
 
@@ -431,7 +518,7 @@ def layernorm(w, layer: LayerNorm, x: T, rf, path: str, label: str) -> Rec:
 _LINEAR_MODES = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
 
 
-def upsample(w, layer: Upsample, x: T, rf, path: str, label: str) -> Rec:
+def upsample(w, layer: Upsample, x: T, rf, path: str) -> Rec:
     mode = layer.mode
     if x.flat:
         raise SpecError(f"upsample needs a map ([C, L], [C, H, W] or [C, D, H, W]) but its input is flattened ({x.dims()})")
@@ -462,23 +549,30 @@ def upsample(w, layer: Upsample, x: T, rf, path: str, label: str) -> Rec:
             if o < 1:
                 raise GeometryError(f"scale_factor {f} gives {names[i]} floor({n} * {f}) = {o}; the output must be at least 1 px")
     if mode == "area":  # PyTorch runs adaptive average pooling
-        steps = ((AdaptiveStep, tuple(zip(x.sp, out, strict=True))),)
+        steps = ((AdaptiveStep, (x.sp, out)),)
     else:
         by_size = layer.size is not None or bool(layer.recompute_scale_factor)
         args = []
         for n, m, f in zip(x.sp, out, per, strict=True):
-            if need is not None and layer.align_corners:
+            if mode in ("linear", "bilinear", "trilinear") and m == n:  # torch's linear kernels copy an axis that keeps its size
+                scale, offset = Fraction(1), Fraction(0)
+            elif need is not None and layer.align_corners:
                 scale, offset = (Fraction(n - 1, m - 1) if m > 1 else Fraction(0)), Fraction(0)
             else:
                 scale = Fraction(n, m) if by_size else 1 / Fraction(f)
                 offset = Fraction(0) if mode == "nearest" else scale / 2 if mode == "nearest-exact" else scale / 2 - Fraction(1, 2)
             family = mode if mode in ("nearest", "nearest-exact", "bicubic") else "linear"
-            args.append((n, m, family, scale, offset))
-        steps = ((SampleStep, tuple(args)),)
-    return Rec(path, "upsample", x, T(x.n, False, x.c, out), steps=steps, rf=advance(rf, steps[0], f"{label} (upsample)"))
+            if mode == "nearest" and nd == 2 and m in (n, 2 * n):  # torch's 2-D nearest kernel (nearest_idx) copies or halves
+                args.append((n, m, family, Fraction(n, m), Fraction(0), None))
+            elif mode in ("nearest", "nearest-exact"):  # PyTorch picks the pixel in float32, whatever the dtype
+                args.append((n, m, family, scale, offset, torch_nearest_scale(n, m, None if by_size else f)))
+            else:
+                args.append((n, m, family, scale, offset, None))
+        steps = ((SampleStep, tuple(zip(*args, strict=True))),)
+    return Rec(path, "upsample", x, T(x.n, False, x.c, out), steps=steps, rf=advance(rf, steps[0], lambda: f"{w.label(path)} (upsample)"))
 
 
-def pixel_shuffle(w, layer: PixelShuffle | PixelUnshuffle, x: T, rf, path: str, label: str) -> Rec:
+def pixel_shuffle(w, layer: PixelShuffle | PixelUnshuffle, x: T, rf, path: str) -> Rec:
     ltype = layer.type
     need_map(w, x, ltype, 2)
     up = ltype == "pixelshuffle"
@@ -492,8 +586,8 @@ def pixel_shuffle(w, layer: PixelShuffle | PixelUnshuffle, x: T, rf, path: str, 
         if x.sp is None:
             return _unknown(x, path, ltype, T(x.n, False, c))
         out = tuple(n * r for n in x.sp)
-        steps = ((SampleStep, tuple((n, n * r, "nearest", Fraction(1, r), Fraction(0)) for n in x.sp)),)
-        out_rf = advance(rf, steps[0], f"{label} ({ltype})")
+        steps = ((SampleStep, (x.sp, out, ("nearest",) * 2, (Fraction(1, r),) * 2, (Fraction(0),) * 2)),)
+        out_rf = advance(rf, steps[0], lambda: f"{w.label(path)} ({ltype})")
     else:
         c = None if x.c is None else x.c * r * r
         if x.sp is None:
@@ -502,12 +596,12 @@ def pixel_shuffle(w, layer: PixelShuffle | PixelUnshuffle, x: T, rf, path: str, 
             if n % r:
                 raise GeometryError(f"{name} {n} must be divisible by downscale_factor {r} ({n} % {r} = {n % r})")
         out = tuple(n // r for n in x.sp)
-        steps = ((WindowStep, tuple((r, r, 0, 1, n) for n in x.sp)),)
+        steps = ((WindowStep, ((r, r), (r, r), (0, 0), (1, 1), x.sp)),)
         out_rf = windows(rf, (r, r), (r, r), (0, 0), (1, 1)) if rf is not None else None
     return Rec(path, ltype, x, T(x.n, False, c, out), steps=steps, rf=out_rf)
 
 
-def channel_shuffle(w, layer: ChannelShuffle, x: T, rf, path: str, label: str) -> Rec:
+def channel_shuffle(w, layer: ChannelShuffle, x: T, rf, path: str) -> Rec:
     if x.flat:
         raise SpecError(f"channelshuffle needs a map [C, ...] but its input is flattened ({x.dims()}) (torch needs more than 2 dims)")
     g = layer.groups
@@ -525,7 +619,7 @@ def _axis_of(dim: int, x: T) -> int:
     return dim % rank
 
 
-def softmax(w, layer: Softmax, x: T, rf, path: str, label: str) -> Rec:
+def softmax(w, layer: Softmax, x: T, rf, path: str) -> Rec:
     dim = layer.dim
     if not x.flat and x.sp is None:  # sizes unknown (parameter_count without input_shape): nothing to check
         return Rec(path, layer.type, x, x, rf=rf)
@@ -534,20 +628,21 @@ def softmax(w, layer: Softmax, x: T, rf, path: str, label: str) -> Rec:
         dim = 0 if rank in (0, 1, 3) else 1
         if x.n is None:
             dim += 1  # the walk's dims count the batch axis
-        w.warnings.append(f"{label} ({layer.type}): no dim given; PyTorch's implicit choice for a {rank}-D input is dim={dim} (with the batch axis), as used here")
+        w.warnings.append(f"{w.label(path)} ({layer.type}): no dim given; PyTorch's implicit choice for a {rank}-D input is dim={dim} (with the batch axis), as used here")
     axis = _axis_of(dim, x)
     steps = None
     if axis >= 2 and rf is not None and x.sp is not None:  # every output along that axis reads the whole axis
         i = axis - 2
         n = x.sp[i]
-        specs = [(1, 1, 0, 1, m) for m in x.sp]
-        specs[i] = (n, 0, 0, 1, n)
-        steps = ((WindowStep, tuple(specs)),)
+        nd = len(x.sp)
+        ks = tuple(n if j == i else 1 for j in range(nd))
+        ss = tuple(0 if j == i else 1 for j in range(nd))
+        steps = ((WindowStep, (ks, ss, (0,) * nd, (1,) * nd, x.sp)),)
         rf = tuple(m.window(n, 0, 0, 1) if j == i else m for j, m in enumerate(rf))
     return Rec(path, layer.type, x, x, steps=steps, rf=rf)
 
 
-def prelu(w, layer: PReLU, x: T, rf, path: str, label: str) -> Rec:
+def prelu(w, layer: PReLU, x: T, rf, path: str) -> Rec:
     k = layer.num_parameters
     have = x.f if x.flat else x.c
     if k != 1 and have is not None and k != have:
@@ -555,23 +650,34 @@ def prelu(w, layer: PReLU, x: T, rf, path: str, label: str) -> Rec:
     return Rec(path, "prelu", x, x, k, 0, 0, f"{k}", None, None, rf)
 
 
+def dropout(w, layer: Dropout, x: T, rf, path: str) -> Rec:
+    """The identity in eval mode; but nn.Dropout1d checks its input's rank even then (a 1-D map or [N, C])."""
+    if layer.type == "dropout1d" and not x.flat and w.nd not in (None, 1):
+        raise SpecError(
+            f"dropout1d needs a 1-D map {LAYOUTS[1]} (or [N, C]) but its input {x.dims()} is a {w.nd}-D map; "
+            f"PyTorch refuses it even in eval mode: use dropout{w.nd}d or dropout"
+        )
+    return Rec(path, layer.type, x, x, rf=rf)
+
+
 # ---------------------------------------------------------------- flat tensors
 
 
-def flatten(w, layer: Flatten, x: T, rf, path: str, label: str) -> Rec:
+def flatten(w, layer: Flatten, x: T, rf, path: str) -> Rec:
     if x.flat:
         return Rec(path, "flatten", x, x, rf=rf)
     known = x.c is not None and x.sp is not None
     y = T(x.n, True, f=x.c * prod(x.sp) if known else None)
     if x.sp is None:
         return _unknown(x, path, "flatten", y)
-    steps = ((WindowStep, tuple((n, n, 0, 1, n) for n in x.sp)),)
+    nd = len(x.sp)
+    steps = ((WindowStep, (x.sp, x.sp, (0,) * nd, (1,) * nd, x.sp)),)
     if rf is not None:  # one window over the whole map, like a global pool
         rf = windows(rf, x.sp, x.sp, (0,) * len(x.sp), (1,) * len(x.sp))
     return Rec(path, "flatten", x, y, steps=steps, rf=rf)
 
 
-def unflatten(w, layer: Unflatten, x: T, rf, path: str, label: str) -> Rec:
+def unflatten(w, layer: Unflatten, x: T, rf, path: str) -> Rec:
     if not x.flat and not (x.c is None and x.sp is None):
         raise SpecError(f"unflatten is supported on a flattened input [F] or [N, F], got the map {x.dims()} (flatten first)")
     if _axis_of(layer.dim, T(x.n, True)) != 1:
@@ -604,7 +710,7 @@ def unflatten(w, layer: Unflatten, x: T, rf, path: str, label: str) -> Rec:
     if rf is not None and sp is not None and len(rf) == len(sp):
         # each output pixel depends on every input the flat vector saw: a region that does not move (stride 0)
         out_rf = tuple(AxisRF(1, 0, (m.top(0),), (m.bottom(0),)) for m in rf)
-    steps = ((WindowStep, tuple((1, 0, 0, 1, 1) for _ in sp)),) if sp is not None else None
+    steps = ((WindowStep, ((1,) * len(sp), (0,) * len(sp), (0,) * len(sp), (1,) * len(sp), (1,) * len(sp))),) if sp is not None else None
     return Rec(path, "unflatten", x, y, steps=steps, rf=out_rf)
 
 
@@ -612,7 +718,7 @@ def _linear_formula(fout: int, fin: int, bias: bool, params: int) -> str:
     return f"{fout}*{fin} + {fout} = {params:,}" if bias else f"{fout}*{fin} = {params:,}"
 
 
-def linear(w, layer: Linear, x: T, rf, path: str, label: str) -> Rec:
+def linear(w, layer: Linear, x: T, rf, path: str) -> Rec:
     if not x.flat and not (x.c is None and x.sp is None):  # an unknown input (no input_shape) may be flat
         raise SpecError(
             f"linear needs a flattened input [F] or [N, F] but gets the map {x.dims()}; "
@@ -661,18 +767,21 @@ def _unknown_match(a: T, b: T) -> bool:
 def _hulls(rfs: list, y: T, where: str, labels: list[str], w) -> tuple | None:
     if any(r is None for r in rfs):
         return None
+    first = rfs[0]
+    if all(r is first for r in rfs):
+        return first
     nd = len(rfs[0])
     names = AXIS_NAMES[nd]
     sizes = y.sp if not y.flat and y.sp is not None else (None,) * nd
     return tuple(hull([r[i] for r in rfs], sizes[i], names[i], where, labels, w.warnings) for i in range(nd))
 
 
-def residual(w, layer: Residual, x: T, rf, path: str, label: str) -> Rec:
+def residual(w, layer: Residual, x: T, rf, path: str) -> Rec:
     body: list[Rec] = []
     short: list[Rec] = []
     src, index = w.src, w.index
-    yb, rfb, sb = w.sequence(layer.body, x, rf, src, f"{path}.body.", f"{label}.body.", body, index)
-    ys, rfs, ss = w.sequence(layer.shortcut, x, rf, src, f"{path}.shortcut.", f"{label}.shortcut.", short, index)
+    yb, rfb, sb = w.sequence(layer.body, x, rf, src, f"{path}.body.", body, index)
+    ys, rfs, ss = w.sequence(layer.shortcut, x, rf, src, f"{path}.shortcut.", short, index)
     if not yb.same_as(ys) and not _unknown_match(yb, ys):
         raise SpecError(
             f"body gives {yb.dims()} but shortcut gives {ys.dims()}; the residual add needs equal shapes "
@@ -684,16 +793,16 @@ def residual(w, layer: Residual, x: T, rf, path: str, label: str) -> Rec:
     out_rf = None
     if rf is not None:
         labels = ["body", "shortcut" if layer.shortcut else "identity shortcut"]
-        out_rf = _hulls([rfb, rfs], y, f"{label} (residual)", labels, w)
+        out_rf = _hulls([rfb, rfs], y, lambda: f"{w.label(path)} (residual)", labels, w)
     return _block(path, "residual", x, y, [body, short], (sb, ss), out_rf)
 
 
-def concat(w, layer: Concat, x: T, rf, path: str, label: str) -> Rec:
+def concat(w, layer: Concat, x: T, rf, path: str) -> Rec:
     outs, rfs, paths, srcs = [], [], [], []
     src, index = w.src, w.index
     for j, branch in enumerate(layer.branches):
         recs: list[Rec] = []
-        y, r, s = w.sequence(branch, x, rf, src, f"{path}.branches.{j}.", f"{label}.branches.{j}.", recs, index)
+        y, r, s = w.sequence(branch, x, rf, src, f"{path}.branches.{j}.", recs, index)
         outs.append(y)
         rfs.append(r)
         paths.append(recs)
@@ -712,7 +821,7 @@ def concat(w, layer: Concat, x: T, rf, path: str, label: str) -> Rec:
     else:
         cs = [y.c for y in outs]
         y = T(first.n, False, sum(cs) if None not in cs else None, first.sp)
-    out_rf = _hulls(rfs, y, f"{label} (concat)", [f"branch {j}" for j in range(len(outs))], w) if rf is not None else None
+    out_rf = _hulls(rfs, y, lambda: f"{w.label(path)} (concat)", [f"branch {j}" for j in range(len(outs))], w) if rf is not None else None
     return _block(path, "concat", x, y, paths, tuple(srcs), out_rf)
 
 
@@ -793,7 +902,8 @@ def merge(w, layer, xs: list[T], rfs: list, srcs: tuple, names: list[str], path:
         return opaque(w, layer, xs, srcs, path)
     where = f"{label} ({ltype})"
     if ltype in ("add", "mul"):
-        y = _broadcast(xs, names)
+        first = xs[0]
+        y = first if all(x is first or x.same_as(first) for x in xs) and first.elements() else _broadcast(xs, names)
         out_rf = None
         if all(r is not None for r in rfs) and not y.flat and y.sp is not None:
             stretched = []
@@ -858,11 +968,12 @@ RULES: dict[type, Any] = {
     ChannelShuffle: channel_shuffle,
     Softmax: softmax,
     PReLU: prelu,
+    Dropout: dropout,
     Flatten: flatten,
     Unflatten: unflatten,
     Linear: linear,
     Residual: residual,
     Concat: concat,
 }
-"""Layer model -> rule. A model without a rule (activations, dropout, identity) keeps its input's shape."""
+"""Layer model -> rule. A model without a rule (activations, identity) keeps its input's shape."""
 MERGES = (Cat,)  # with Add and Mul: graph nodes the walk joins with `merge`

@@ -60,7 +60,7 @@ class ShapeRow(BaseModel):
     """One layer of shape_calculator (blocks are one row; their layers are in `block_layers`)."""
 
     index: int = Field(description="top-level layer index (graph: node index), from 0")
-    path: str = Field(description="index path, e.g. '4' or '4.body.1' inside a block; a graph node's name")
+    path: str | None = Field(None, description="index path, e.g. '4' or '4.body.1' inside a block; a graph node's name (the tools leave it out of top-level rows, where it is the index or the name)")
     type: str
     input_shape: list[int]
     output_shape: list[int]
@@ -138,7 +138,7 @@ class RFRow(BaseModel):
     """One layer of receptive_field."""
 
     index: int
-    path: str
+    path: str | None = None
     type: str
     output_shape: list[int]
     receptive_field: list[int]
@@ -175,7 +175,7 @@ class ParamRow(BaseModel):
     """One layer of parameter_count."""
 
     index: int
-    path: str
+    path: str | None = None
     type: str
     params: int
     buffers: int
@@ -240,23 +240,35 @@ def _dims(t) -> list:
 def shape_rows(records: list[Rec]) -> list[ShapeRow]:
     rows = []
     append = rows.append
+    last, size, stride, pad = (), None, None, None
+    fields = SHAPE_ROW_FIELDS
     for r in records:
-        size, stride, pad = rf_fields(r.rf)
+        if r.rf is not last:  # layers that keep the receptive field (activations, norms) share their input's maps
+            last = r.rf
+            size, stride, pad = rf_fields(last)
         y = r.y
-        append(construct(ShapeRow, SHAPE_ROW_FIELDS, {
+        row = _new(ShapeRow)  # construct(), inlined: rows are the walk's other hot loop
+        _setattr(row, "__dict__", {
             "index": r.index, "path": r.path, "type": r.type, "input_shape": _dims(r.x),
             "output_shape": _dims(y), "params": r.params, "buffers": r.buffers, "macs": r.macs, "receptive_field": size,
             "effective_stride": stride, "effective_padding": pad, "activation_bytes": y.elements() * BYTES_PER_ELEMENT,
             "name": r.name, "op_type": r.op_type, "note": _note(r),
-        }))
+        })
+        _setattr(row, "__pydantic_fields_set__", fields)
+        _setattr(row, "__pydantic_extra__", None)
+        _setattr(row, "__pydantic_private__", None)
+        append(row)
     return rows
 
 
 def rf_rows(records: list[Rec]) -> list[RFRow]:
     rows = []
     append = rows.append
+    last, size, stride, pad = (), None, None, None
     for r in records:
-        size, stride, pad = rf_fields(r.rf)
+        if r.rf is not last:
+            last = r.rf
+            size, stride, pad = rf_fields(last)
         append(construct(RFRow, RF_ROW_FIELDS, {
             "index": r.index, "path": r.path, "type": r.type, "output_shape": _dims(r.y),
             "receptive_field": size, "effective_stride": stride, "effective_padding": pad, "name": r.name,

@@ -23,7 +23,10 @@ stride gaps and pixels no window reaches are excluded exactly: that gives `input
 
 from __future__ import annotations
 
+import struct
+from array import array
 from fractions import Fraction
+from functools import lru_cache
 from math import floor, gcd
 from typing import Any
 
@@ -132,6 +135,69 @@ class AdaptiveStep:
         return reads
 
 
+NEAREST_CHECK = 1 << 22
+"""Output sizes up to which a nearest upsampling's float32 index rule (PyTorch's) is compared pixel by pixel with the
+exact ratio it approximates, to decide whether the receptive-field map may use the ratio's period; past it the ratio
+is used for the map (the walk back from a pixel always follows PyTorch's rule)."""
+
+
+def _f32(x: float) -> float:
+    """x rounded to float32 (the product or quotient of two float32 values, formed exactly in double, rounds once)."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def torch_nearest_scale(n: int, m: int, scale_factor: float | None) -> float:
+    """The float32 scale PyTorch's nearest kernels use (compute_scales_value<float>): 1/scale_factor, or n/m."""
+    return _f32(1.0 / scale_factor) if scale_factor is not None else _f32(_f32(n) / m)
+
+
+def _nearest_source(o, n: int, mode: str, s32: float):
+    """PyTorch's source index of output pixels o (a numpy int64 array) as its forward computes it on a float32 map
+    (UpSampleKernel.cpp, opmath float): floorf(s * o) for nearest, floorf((s * (o + 0.5f) - 0.5f) + 0.5) for
+    nearest-exact, at most n - 1."""
+    import numpy as np
+
+    o = o.astype(np.float32)
+    s = np.float32(s32)
+    if mode == "nearest":
+        src = s * o
+    else:
+        src = ((s * (o + np.float32(0.5)) - np.float32(0.5)).astype(np.float64) + 0.5).astype(np.float32)
+    return np.minimum(np.floor(src).astype(np.int64), n - 1)
+
+
+@lru_cache(maxsize=256)
+def _nearest_is_ratio(n: int, m: int, mode: str, s32: float, p: int, q: int) -> bool:
+    """Whether PyTorch's float32 rule picks floor(o * p/q) (nearest) or floor((o + 1/2) * p/q) (nearest-exact) at every
+    output pixel o < m; compared in chunks, so memory stays small; assumed past NEAREST_CHECK."""
+    import numpy as np
+
+    chunk = 1 << 20
+    for lo in range(0, m if m <= NEAREST_CHECK else 0, chunk):
+        o = np.arange(lo, min(m, lo + chunk), dtype=np.int64)
+        exact = (o * p) // q if mode == "nearest" else ((2 * o + 1) * p) // (2 * q)
+        if not np.array_equal(_nearest_source(o, n, mode, s32), np.minimum(exact, n - 1)):
+            return False
+    return True
+
+
+def _bit_indices(bits: int):
+    """The set bits' indices, lowest first, as a numpy array."""
+    import numpy as np
+
+    raw = np.frombuffer(bits.to_bytes((bits.bit_length() + 7) // 8 or 1, "little"), dtype=np.uint8)
+    return np.flatnonzero(np.unpackbits(raw, bitorder="little"))
+
+
+def _bit_set(indices, n: int) -> int:
+    """The bit set of the given indices (each in [0, n))."""
+    import numpy as np
+
+    mask = np.zeros(n, dtype=bool)
+    mask[indices] = True
+    return int.from_bytes(np.packbits(mask, bitorder="little").tobytes(), "little")
+
+
 class SampleStep:
     """Upsampling n -> m (nn.Upsample, F.interpolate): output o reads the taps around the source coordinate
     src(o) = o*scale + offset, PyTorch's rule (scale = 1/scale_factor, or n/m when a size is given; (n-1)/(m-1) with
@@ -139,15 +205,23 @@ class SampleStep:
 
     With a scale that is a small fraction S/P the rule is periodic (P output pixels, shift S) and computed with exact
     rationals; otherwise (scale_factor=1.3) it is tabulated over the m output pixels, in double precision as PyTorch
-    computes it. `span` is the unclamped rule (taps past the border count like padding); `pre` clamps to [0, n) as
+    computes it for float64 maps. Nearest modes given `f32` (PyTorch's float32 scale, torch_nearest_scale) pick the
+    pixel PyTorch's forward picks on a float32 map (its default dtype; a float64 map rounds once less and may pick the
+    neighbour where the ratio lands within float32 rounding of a pixel boundary): periodic where that is the exact
+    ratio's pick at every output pixel, else tabulated. `span` is the unclamped rule (taps past the border count like padding); `pre` clamps to [0, n) as
     PyTorch does, and leaves out taps whose weight is exactly 0 (a source coordinate that falls on a pixel)."""
 
-    __slots__ = ("n", "m", "mode", "scale", "offset", "period", "shift", "table")
+    __slots__ = ("n", "m", "mode", "scale", "offset", "period", "shift", "table", "f32")
 
-    def __init__(self, n: int, m: int, mode: str, scale: Fraction, offset: Fraction):
-        self.n, self.m, self.mode, self.scale, self.offset = n, m, mode, scale, offset
-        if scale.denominator <= m:
+    def __init__(self, n: int, m: int, mode: str, scale: Fraction, offset: Fraction, f32: float | None = None):
+        self.n, self.m, self.mode, self.scale, self.offset, self.f32 = n, m, mode, scale, offset, f32
+        periodic = scale.denominator <= m
+        if periodic and f32 is not None:
+            periodic = _nearest_is_ratio(n, m, mode, f32, scale.numerator, scale.denominator)
+        if periodic:
             self.period, self.shift, self.table = scale.denominator, scale.numerator, None
+        elif f32 is not None:  # PyTorch's float32 pick per output pixel, tabulated when `span` first needs it
+            self.period, self.shift, self.table = m, n, ()
         else:  # not periodic within the map: one entry per output pixel
             self.period, self.shift = m, n
             self.scale, self.offset = float(scale), float(offset)
@@ -169,10 +243,19 @@ class SampleStep:
         if self.table is None:
             return self._taps(o)
         q, r = divmod(o, self.m)
+        if self.f32 is not None:
+            if not self.table:
+                import numpy as np
+
+                self.table = array("q", _nearest_source(np.arange(self.m, dtype=np.int64), self.n, self.mode, self.f32).tobytes())
+            i = self.table[r] + q * self.n
+            return i, i
         lo, hi = self.table[r]
         return lo + q * self.n, hi + q * self.n
 
     def pre(self, out: int) -> int:
+        if self.f32 is not None:  # PyTorch's float32 pick, pixel by pixel
+            return _bit_set(_nearest_source(_bit_indices(out), self.n, self.mode, self.f32), self.n) if out else 0
         reads, last = 0, self.n - 1
         for o in _bits(out):
             if self.mode == "linear" and self.offset < 0:  # PyTorch clamps the source coordinate itself at 0
@@ -348,35 +431,40 @@ class AxisRF:
 
 def windows(rf: tuple, ks, ss, ps, ds) -> tuple:
     """The maps after a sliding window on every axis (one computation for axes that are alike)."""
+    if len(rf) == 2:  # the common case, unrolled
+        h, w = rf
+        nh = h.window(ks[0], ss[0], ps[0], ds[0])
+        if w is h and ks[1] == ks[0] and ss[1] == ss[0] and ps[1] == ps[0] and ds[1] == ds[0]:
+            return nh, nh
+        return nh, w.window(ks[1], ss[1], ps[1], ds[1])
     out = []
-    last = None
+    prev = None
     for i, m in enumerate(rf):
-        key = (m, ks[i], ss[i], ps[i], ds[i])
-        if last is not None and key[0] is last[0][0] and key[1:] == last[0][1:]:
-            out.append(last[1])
+        if prev is not None and m is rf[i - 1] and ks[i] == ks[i - 1] and ss[i] == ss[i - 1] and ps[i] == ps[i - 1] and ds[i] == ds[i - 1]:
+            out.append(prev)
             continue
-        nm = m.window(ks[i], ss[i], ps[i], ds[i])
-        last = (key, nm)
-        out.append(nm)
+        prev = m.window(ks[i], ss[i], ps[i], ds[i])
+        out.append(prev)
     return tuple(out)
 
 
-def advance(rf: tuple | None, steps: tuple, label: str) -> tuple | None:
+def advance(rf: tuple | None, steps: tuple, label) -> tuple | None:
     """The maps after a layer whose regions may depend on the phase (transposed conv, upsampling, adaptive pool);
-    `steps` is (step class, arguments per axis). Bounded by MAX_RF_WORK, with an error naming the layer."""
+    `steps` is (step class, its arguments: one tuple per argument, an entry per axis). Bounded by MAX_RF_WORK,
+    with an error naming the layer."""
     if rf is None:
         return None
-    cls, args = steps
+    cls, fields = steps
     names = AXIS_NAMES[len(rf)]
     out = []
-    for axis, m, a in zip(names, rf, args, strict=True):
-        step = cls(*a)
+    for i, (axis, m) in enumerate(zip(names, rf, strict=True)):
+        step = cls(*[f[i] for f in fields])
         if m.period > 1 or step.period > 1:
             period = m.period // gcd(step.shift, m.period) * step.period if step.shift else step.period
             window = getattr(step, "window", 1)
             if period * window > MAX_RF_WORK:
                 raise GeometryError(
-                    f"{label}: its receptive field along {axis} repeats only every {period:,} output pixels "
+                    f"{label() if callable(label) else label}: its receptive field along {axis} repeats only every {period:,} output pixels "
                     f"(windows of up to {window:,} px), more than the walk tracks ({MAX_RF_WORK:,} phase x window "
                     "steps); choose sizes whose ratio is a small fraction, or a smaller map"
                 )
@@ -387,9 +475,9 @@ def advance(rf: tuple | None, steps: tuple, label: str) -> tuple | None:
 # ---------------------------------------------------------------- merges
 
 
-def hull(paths: list[AxisRF], n: int | None, axis: str, where: str, labels: list[str], warnings: list[str]) -> AxisRF:
+def hull(paths: list[AxisRF], n: int | None, axis: str, where, labels: list[str], warnings: list[str]) -> AxisRF:
     """Region after a merge (residual, concat, add, mul): the hull of its paths' regions over the n output pixels;
-    misaligned centres become a warning."""
+    misaligned centres become a warning naming the merge (`where`: text, or a function giving it)."""
     if all(p.period == 1 for p in paths):  # the common case in integers (no Fractions): one stride, centres aligned
         shifts = {p.shift for p in paths}
         ends = [(p.tops[0], p.bottoms[0]) for p in paths if p.tops[0] is not None]
@@ -402,6 +490,7 @@ def hull(paths: list[AxisRF], n: int | None, axis: str, where: str, labels: list
                 if all(q is p or p.contains(q, n) for q in paths):
                     return p
         widest = max(paths, key=lambda p: p.size)
+        where = where() if callable(where) else where
         warnings.append(
             f"{where}: paths have different effective strides along {axis} "
             f"({', '.join(f'{lab} {num(p.stride)}' for lab, p in zip(labels, paths, strict=True))}); "
@@ -425,6 +514,7 @@ def hull(paths: list[AxisRF], n: int | None, axis: str, where: str, labels: list
                 misaligned = (y, centres)
     if misaligned is not None:
         y, centres = misaligned
+        where = where() if callable(where) else where
         warnings.append(
             f"{where}: path centres do not line up along {axis}: output pixel {y} is centred at input "
             + ", ".join(f"{num(c)} ({lab})" for lab, c in zip(labels, centres, strict=True) if c is not None)
@@ -446,6 +536,11 @@ def fields(rf: tuple | None) -> tuple[list[int], list, list]:
     """(receptive_field, effective_stride, effective_padding), one entry per axis, for a report row."""
     if rf is None:
         return [], [], []
-    if all(m.period == 1 and m.tops[0] is not None for m in rf):  # affine: no Fractions
+    if len(rf) == 2:  # the common case, unrolled (rows are the walk's hot path too)
+        h, w = rf
+        th, tw = h.tops[0], w.tops[0]
+        if h.period == 1 and w.period == 1 and th is not None and tw is not None:  # affine: no Fractions
+            return [h.bottoms[0] - th + 1, w.bottoms[0] - tw + 1], [h.shift, w.shift], [-th, -tw]
+    elif all(m.period == 1 and m.tops[0] is not None for m in rf):
         return [m.bottoms[0] - m.tops[0] + 1 for m in rf], [m.shift for m in rf], [-m.tops[0] for m in rf]
     return [m.size for m in rf], [num(m.stride) for m in rf], [num(m.padding) for m in rf]

@@ -17,7 +17,7 @@ import difflib
 import heapq
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .arithmetic import MAX_EXTENT
 from .errors import LimitError, SpecError
@@ -49,29 +49,19 @@ def nd_of(ltype: str) -> int | None:
     return _ND.get(ltype[-2:])
 
 
+def field_help(field: str, ltype: str | None) -> str | None:
+    """What a layer field accepts, in the words of the error messages."""
+    return _field_help(field, ltype)
+
+
 class _Layer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a number must be a number ("2" is refused, as every tool's arguments refuse it); lists stay lists
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _PerAxis(_Layer):
-    """A layer with per-axis values: a list has one entry per spatial axis of its type (or one for all)."""
-
-    @field_validator("kernel_size", "stride", "padding", "dilation", "output_padding", "output_size", mode="after", check_fields=False)
-    @classmethod
-    def _one_per_axis(cls, value: Any, info: ValidationInfo) -> Any:
-        if value.__class__ is list and len(value) > 1:
-            nd = nd_of(info.data.get("type", ""))
-            if nd is not None and len(value) != nd:
-                raise ValueError(f"{len(value)} entries for {nd} spatial axes")
-        return value
-
-    @field_validator("pads", mode="after", check_fields=False)
-    @classmethod
-    def _two_per_axis(cls, value: Any, info: ValidationInfo) -> Any:
-        nd = nd_of(info.data.get("type", ""))
-        if value is not None and nd is not None and len(value) != 2 * nd:
-            raise ValueError(f"{len(value)} entries for {nd} spatial axes (pads needs 2*{nd}: begin per axis, then end per axis)")
-        return value
+    """A layer with per-axis values: a list has one entry per spatial axis of its type (or one for all). The walk's
+    rules check the length (skills.layers.axes): a validator here would run on the walk's hot path for every layer."""
 
 
 class Conv(_PerAxis):
@@ -161,20 +151,6 @@ class Pad(_Layer):
     padding: SignedInt | Annotated[list[SignedInt], Field(min_length=2, max_length=6)]
     value: float = 0.0
 
-    @field_validator("padding", mode="after")
-    @classmethod
-    def _two_per_axis(cls, value: Any, info: ValidationInfo) -> Any:
-        nd = nd_of(info.data.get("type", ""))
-        if value.__class__ is list and nd is not None and len(value) != 2 * nd:
-            raise ValueError(f"{len(value)} entries for {nd} spatial axes")
-        return value
-
-    @field_validator("value", mode="after")
-    @classmethod
-    def _constant_only(cls, value: float, info: ValidationInfo) -> float:
-        if value != 0.0 and not info.data.get("type", "").startswith("constant"):
-            raise ValueError("value is only for constantpad1d/2d/3d")
-        return value
 
 
 class BatchNorm(_Layer):
@@ -384,6 +360,8 @@ Concat.model_rebuild()
 
 MODELS: dict[str, type[_Layer]] = {t: m for m in _CLASSES for t in m.model_fields["type"].annotation.__args__}
 LAYER_TYPES = tuple(MODELS)
+ND_OF: dict[str, int | None] = {t: nd_of(t) for t in LAYER_TYPES}
+"""nd_of for every layer type, looked up once per layer on the walk's hot path."""
 _LAYERS = TypeAdapter(list[Layer])
 
 # PyTorch modules that are another layer with fixed arguments
@@ -474,11 +452,12 @@ def validate_graph(items: Any, output: Any = None) -> tuple[list[Node], str]:
     layers: list[Any] = []
     merges: dict[int, Any] = {}
     extras: dict[int, tuple] = {}
+    prev = "input"
     for i, item in enumerate(items):
-        if not isinstance(item, dict):
+        if item.__class__ is not dict:
             raise SpecError(f"graph node {i}: a node must be an object with 'name', 'inputs' and 'type', got {short(item)}")
         name = item.get("name")
-        if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
+        if name.__class__ is not str or not name or len(name) > MAX_NAME_CHARS:
             raise SpecError(f"graph node {i}: 'name' must be a non-empty string of at most {MAX_NAME_CHARS} characters, got {short(name)}")
         if name == "input":
             raise SpecError(f"graph node {i}: the name 'input' is reserved for the network input; choose another name")
@@ -487,15 +466,15 @@ def validate_graph(items: Any, output: Any = None) -> tuple[list[Node], str]:
         names[name] = i
         raw = item.get("inputs", _MISSING)
         if raw is _MISSING:
-            ins: tuple[str, ...] = (items[i - 1].get("name") if i else "input",)
+            ins: tuple[str, ...] = (prev,)
+        elif raw.__class__ is list and raw and all(n.__class__ is str for n in raw):
+            ins = tuple(raw)
         elif isinstance(raw, str):
             ins = (raw,)
-        elif isinstance(raw, (list, tuple)) and raw and all(isinstance(n, str) for n in raw):
-            ins = tuple(raw)
         else:
             raise SpecError(f"node {name!r}: 'inputs' must be a non-empty list of node names (or \"input\"), got {short(raw)}")
         inputs.append(ins)
-        layer = {k: v for k, v in item.items() if k not in ("name", "inputs", "op_type", "weights")}
+        prev = name
         if "op_type" in item or "weights" in item:
             try:
                 extras[i] = _NODE_EXTRAS.validate_python((item.get("op_type"), item.get("weights")))
@@ -503,16 +482,14 @@ def validate_graph(items: Any, output: Any = None) -> tuple[list[Node], str]:
                 error = exc.errors()[0]
                 field = "op_type" if error["loc"][0] == 0 else "weights" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"][1:])
                 raise SpecError(f"node {name!r}: {field}: {error['msg']}, got {short(error.get('input'))}") from None
-        tag = layer.get("type")
-        if isinstance(tag, str) and (tag.lower() in MERGE_TYPES or tag.lower() == "opaque") and not (tag.lower() == "concat" and "branches" in layer):
-            layer["type"] = tag.lower()
-            try:
-                merges[i] = _MERGES.validate_python(layer)
-            except ValidationError as exc:
-                raise SpecError(_describe(exc, [layer], lambda _, name=name: f"node {name!r}")) from None
-            need = 1 if tag.lower() in ("concat", "opaque") else 2
+            item = {k: v for k, v in item.items() if k not in ("op_type", "weights")}
+        tag = item.get("type")
+        low = tag.lower() if tag.__class__ is str else None
+        if (low in MERGE_TYPES or low == "opaque") and not (low == "concat" and "branches" in item):
+            merges[i] = _merge(item, low, name)
+            need = 1 if low in ("concat", "opaque") else 2
             if len(ins) < need:
-                raise SpecError(f"node {name!r} ({tag.lower()}): needs at least {need} inputs, got {len(ins)} ({', '.join(ins)})")
+                raise SpecError(f"node {name!r} ({low}): needs at least {need} inputs, got {len(ins)} ({', '.join(ins)})")
             layers.append(None)
         else:
             if len(ins) != 1:
@@ -520,19 +497,28 @@ def validate_graph(items: Any, output: Any = None) -> tuple[list[Node], str]:
                     f"node {name!r} ({short(tag)}): a layer takes one input, got {len(ins)} ({', '.join(map(short, ins))}); "
                     "join several inputs with an 'add', 'mul' or 'concat' node first"
                 )
+            layer = item.copy()
+            del layer["name"]
+            layer.pop("inputs", None)
             layers.append(layer)
+    ordered = True
     for i, ins in enumerate(inputs):
         for n in ins:
-            if n != "input" and n not in names:
+            if n == "input":
+                continue
+            j = names.get(n)
+            if j is None:
                 near = difflib.get_close_matches(n[:MAX_NAME_CHARS], list(names), n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 raise SpecError(f"node {items[i]['name']!r}: input {short(n)} is not a node of the graph{hint} (or \"input\" for the network input)")
+            if j >= i:
+                ordered = False
     plain = [k for k, layer in enumerate(layers) if layer is not None]
     labels = {j: f"node {items[k]['name']!r}" for j, k in enumerate(plain)}
     models = validate_layers([layers[k] for k in plain], labels=labels.__getitem__) if plain else []
     for k, model in zip(plain, models, strict=True):
         merges[k] = model
-    order = _topological(items, inputs, names)
+    order = list(range(len(items))) if ordered else _topological(items, inputs, names)
     nodes = [Node(items[i]["name"], inputs[i], merges[i], i, *extras.get(i, ())) for i in order]
     if output is None:
         out = items[-1]["name"]
@@ -545,11 +531,28 @@ def validate_graph(items: Any, output: Any = None) -> tuple[list[Node], str]:
     return nodes, out
 
 
+_ADD, _MUL = Add(), Mul()
+
+
+def _merge(item: dict, low: str, name: str) -> Any:
+    """The merge model of a graph node (the common forms built directly, anything else validated)."""
+    extra = len(item) - 2 - ("inputs" in item)  # keys besides name, inputs and type
+    if extra == 0 and low != "concat":
+        return _ADD if low == "add" else _MUL
+    dim = item.get("dim", 1)
+    if low == "concat" and extra <= 1 and dim.__class__ is int and -8 <= dim <= 8 and (extra == 0 or "dim" in item):
+        return Cat.model_construct(type="concat", dim=dim)
+    layer = {k: v for k, v in item.items() if k not in ("name", "inputs")}
+    layer["type"] = low
+    try:
+        return _MERGES.validate_python(layer)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc, [layer], lambda _: f"node {name!r}")) from None
+
+
 def _topological(items: list, inputs: list[tuple[str, ...]], names: dict[str, int]) -> list[int]:
-    """Node indices in an order where every node comes after its inputs (the given order when it is one);
+    """Node indices in an order where every node comes after its inputs, as close to the given order as can be;
     a cycle is an error that names its nodes."""
-    if all(names.get(n, -1) < i for i, ins in enumerate(inputs) for n in ins):
-        return list(range(len(items)))
     pending = [sum(1 for n in ins if n != "input") for ins in inputs]
     users: dict[int, list[int]] = {}
     for i, ins in enumerate(inputs):

@@ -48,9 +48,10 @@ from .reports import (
     rf_rows,
     shape_rows,
 )
-from .rf import AxisRF
+from .rf import AXIS_NAMES, AxisRF
 from .rf import fields as rf_fields
 from .spec import (
+    ND_OF,
     AdaptiveAvgPool,
     AdaptiveMaxPool,
     Add,
@@ -72,7 +73,6 @@ from .spec import (
     Unflatten,
     Upsample,
     count_layers,
-    nd_of,
     short,
     validate_graph,
     validate_layers,
@@ -87,79 +87,113 @@ _MERGES = (Add, Mul, Cat, Opaque)  # graph nodes that read several inputs
 
 
 class Walk:
-    """State of one walk: every record in the order walked (a topological order), the records inside blocks,
-    the network's dimensionality, and where warnings go."""
+    """State of one walk: the records inside blocks, the network's dimensionality, and where warnings go."""
 
-    def __init__(self, nd: int | None):
+    __slots__ = ("nd", "decider", "warnings", "notes", "inner", "src", "index", "node")
+
+    def __init__(self, nd: int | None, warnings: list[str]):
         self.nd = nd
-        self.warnings: list[str] = []
-        self.notes: set[str] = set()
+        self.decider: str | None = None  # 'layer 0 (conv2d)': the layer that fixed nd, for errors about mixing
+        self.warnings = warnings
+        self.notes: set[str] = set()  # one-time warnings already given
         self.inner: list[Rec] = []
-        self.order: list[Rec] = []
         self.src: Rec | None = None  # the record whose output the layer being walked reads (None: the input)
         self.index = 0  # the top-level index of the layer being walked (its block's layers carry it too)
+        self.node: str | None = None  # the graph node being walked (None: a layer list)
 
-    def step(self, layer: Any, x: T, rf, src: Rec | None, index: int, path: str, label: str) -> Rec:
+    def label(self, path: str) -> str:
+        """How warnings and errors name the layer at `path`: `layer 4.body.1`, or `node 'up1'.body.0` in a graph."""
+        node = self.node
+        if node is None:
+            return f"layer {path}"
+        return f"node {node!r}{path[len(node):]}"
+
+    def step(self, layer: Any, x: T, rf, src: Rec | None, index: int, path: str) -> Rec:
         """One layer: its record, with errors prefixed by the layer's label."""
         rule = RULES.get(layer.__class__)
         if rule is None:  # activation, dropout, identity: shape unchanged, nothing learnt
-            rec = Rec(path, layer.type, x, x, rf=rf)
+            rec = Rec(path, layer.type, x, x, 0, 0, 0, "0", None, None, rf)
         else:
             self.src, self.index = src, index
             try:
-                rec = rule(self, layer, x, rf, path, label)
+                rec = rule(self, layer, x, rf, path)
             except ConvError as exc:
                 message = str(exc)
                 if message.startswith(("layer ", "node ")):
                     raise
-                raise type(exc)(f"{label} ({layer.type}): {message}") from None
+                raise type(exc)(f"{self.label(path)} ({layer.type}): {message}") from None
         rec.index, rec.layer = index, layer
-        if rec.srcs == ():
+        if rec.paths is None:  # a block's record has its paths' ends as sources
             rec.srcs = (src,)
         return rec
 
-    def sequence(self, layers: list, x: T, rf, src: Rec | None, prefix: str, label_prefix: str, out: list[Rec], index=None):
-        """Walk a layer list from x; returns (output shape, its receptive-field maps, its record)."""
-        order = self.order
+    def sequence(self, layers: list, x: T, rf, src: Rec | None, prefix: str, out: list[Rec], index=None):
+        """Walk a layer list from x; returns (output shape, its receptive-field maps, its record). (step() inlined: this
+        loop is the walk's hot path.)"""
+        rules = RULES
         for i, layer in enumerate(layers):
-            rec = self.step(layer, x, rf, src, i if index is None else index, f"{prefix}{i}", f"{label_prefix}{i}")
+            rule = rules.get(layer.__class__)
+            path = f"{prefix}{i}"
+            idx = i if index is None else index
+            if rule is None:  # activation, dropout, identity: shape unchanged, nothing learnt
+                rec = Rec(path, layer.type, x, x, 0, 0, 0, "0", None, None, rf)
+                rec.srcs = (src,)
+            else:
+                self.src = src
+                self.index = idx
+                try:
+                    rec = rule(self, layer, x, rf, path)
+                except ConvError as exc:
+                    message = str(exc)
+                    if message.startswith(("layer ", "node ")):
+                        raise
+                    raise type(exc)(f"{self.label(path)} ({layer.type}): {message}") from None
+                if rec.paths is None:  # a block's record has its paths' ends as sources
+                    rec.srcs = (src,)
+            rec.index = idx
+            rec.layer = layer
             out.append(rec)
-            order.append(rec)
             x, rf, src = rec.y, rec.rf, rec
         return x, rf, src
 
     def graph(self, nodes: list, output: str, x: T, rf) -> tuple[list[Rec], Rec]:
         """Walk graph nodes in topological order; returns (one record per node, the output node's record)."""
-        made: dict[str, tuple[T, Any, Rec | None]] = {"input": (x, rf, None)}
+        made: dict[str, Rec | None] = {"input": None}
         records: list[Rec] = []
         for node in nodes:
-            label = f"node {node.name!r}"
             layer = node.layer
+            name = node.name
+            self.node = name
             if layer.__class__ in _MERGES:
-                ins = [made[n] for n in node.inputs]
+                label = f"node {name!r}"
+                srcs = tuple([made[n] for n in node.inputs])
+                xs = [x if s is None else s.y for s in srcs]
+                rfs = [rf if s is None else s.rf for s in srcs]
                 try:
-                    rec = merge(self, layer, [i[0] for i in ins], [i[1] for i in ins], tuple(i[2] for i in ins),
-                                list(node.inputs), node.name, label)
+                    rec = merge(self, layer, xs, rfs, srcs, list(node.inputs), name, label)
                 except ConvError as exc:
                     message = str(exc)
                     raise type(exc)(message if message.startswith("node ") else f"{label} ({layer.type}): {message}") from None
             else:
-                xin, rfin, src = made[node.inputs[0]]
-                rec = self.step(layer, xin, rfin, src, node.index, node.name, label)
-            rec.index, rec.name, rec.layer = node.index, node.name, layer
+                src = made[node.inputs[0]]
+                rec = self.step(layer, x if src is None else src.y, rf if src is None else src.rf, src, node.index, name)
+            rec.index, rec.name, rec.layer = node.index, name, layer
             if node.op_type is not None:
                 rec.op_type = node.op_type
             if node.weights is not None:
                 file_weights(rec, node.weights)
             records.append(rec)
-            self.order.append(rec)
-            made[node.name] = (rec.y, rec.rf, rec)
-        out = made[output][2]
+            made[name] = rec
+        out = made[output]
         feeding = _ancestors(out)
-        dead = [r.name for r in records if r not in feeding]
-        if dead:
-            shown = ", ".join(repr(n) for n in dead[:5]) + (f" and {len(dead) - 5} more" if len(dead) > 5 else "")
-            self.warnings.append(f"node{'s' if len(dead) > 1 else ''} {shown} do{'es' if len(dead) == 1 else ''} not feed the output {output!r} (counted in the totals, as PyTorch counts an unused module's params)")
+        if len(feeding) < len(records) + len(self.inner):
+            dead = [r.name for r in records if r not in feeding]
+            if dead:
+                shown = ", ".join(repr(n) for n in dead[:5]) + (f" and {len(dead) - 5} more" if len(dead) > 5 else "")
+                self.warnings.append(
+                    f"node{'s' if len(dead) > 1 else ''} {shown} do{'es' if len(dead) == 1 else ''} not feed the output {output!r} "
+                    "(counted in the totals, as PyTorch counts an unused module's params)"
+                )
         return records, out
 
 
@@ -178,56 +212,54 @@ def _ancestors(rec: Rec) -> set:
 # ---------------------------------------------------------------- the network's dimensionality and input layout
 
 
-_STRONG = (Conv, ConvTranspose, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, Pad, InstanceNorm, PixelShuffle, PixelUnshuffle)
+_STRONG = {Conv, ConvTranspose, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, Pad, InstanceNorm, PixelShuffle, PixelUnshuffle}
 _MODE_ND = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
-
-
-def _layers_in_order(models: list, labels) -> Any:
-    """(model, label) of every layer, blocks' layers in their order, without recursion."""
-    stack = [iter((m, labels(i)) for i, m in enumerate(models))]
-    while stack:
-        item = next(stack[-1], None)
-        if item is None:
-            stack.pop()
-            continue
-        model, label = item
-        yield model, label
-        if model.__class__ is Residual:
-            stack.append(iter([(m, f"{label}.shortcut.{j}") for j, m in enumerate(model.shortcut)]))
-            stack.append(iter([(m, f"{label}.body.{j}") for j, m in enumerate(model.body)]))
-        elif model.__class__ is Concat:
-            for b in reversed(range(len(model.branches))):
-                stack.append(iter([(m, f"{label}.branches.{b}.{j}") for j, m in enumerate(model.branches[b])]))
 
 
 def _dimensionality(models: list, labels) -> tuple[int | None, str | None, bool]:
     """(spatial axes, 'layer 3 (conv3d)' of the layer that decides them, whether a linear/unflatten comes first).
 
-    The first layer written for a dimensionality decides (conv3d: 3); batchnorm1d, which also takes [N, C],
-    decides only when no other does."""
+    The first layer written for a dimensionality, in walk order (blocks' layers in theirs), decides (conv3d: 3);
+    batchnorm1d, which also takes [N, C], decides only when no other does."""
+    if models and models[0].__class__ in _STRONG:  # the usual case: the first layer decides
+        return ND_OF[models[0].type], f"{labels(0)} ({models[0].type})", False
     weak = None
     flat_first = False
-    for model, label in _layers_in_order(models, labels):
-        cls = model.__class__
-        t = model.type
-        nd = None
-        if isinstance(model, _STRONG) or (cls is BatchNorm and t != "batchnorm1d"):
-            nd = nd_of(t)
-        elif cls is Upsample:
-            nd = _MODE_ND.get(model.mode)
-        if nd is not None:
-            return nd, f"{label} ({t})", flat_first
-        if t == "batchnorm1d" and weak is None:
-            weak = (1, f"{label} ({t})", flat_first)
-        if cls in (Linear, Unflatten):
-            flat_first = True
+    stack: list[tuple[list, int, str]] = [(models, 0, "")]  # (a layer list, the next index in it, its label prefix)
+    while stack:
+        seq, i, prefix = stack.pop()
+        while i < len(seq):
+            model = seq[i]
+            cls = model.__class__
+            nd = None
+            if cls in _STRONG or (cls is BatchNorm and model.type != "batchnorm1d"):
+                nd = ND_OF[model.type]
+            elif cls is Upsample:
+                nd = _MODE_ND.get(model.mode)
+            if nd is not None:
+                return nd, f"{labels(i) if not prefix else prefix + str(i)} ({model.type})", flat_first
+            if cls is BatchNorm and weak is None:
+                weak = (1, f"{labels(i) if not prefix else prefix + str(i)} ({model.type})", flat_first)
+            elif cls is Linear or cls is Unflatten:
+                flat_first = True
+            elif cls is Residual or cls is Concat:
+                label = labels(i) if not prefix else prefix + str(i)
+                stack.append((seq, i + 1, prefix))  # come back after the block
+                if cls is Residual:
+                    stack.append((model.shortcut, 0, f"{label}.shortcut."))
+                    stack.append((model.body, 0, f"{label}.body."))
+                else:
+                    for b in reversed(range(len(model.branches))):
+                        stack.append((model.branches[b], 0, f"{label}.branches.{b}."))
+                break
+            i += 1
     return weak if weak is not None else (None, None, flat_first)
 
 
 def _input(input_shape: Any, nd: int | None, decider: str | None, flat_first: bool, warnings: list[str]) -> tuple[T, int | None]:
     """The input as a T, and the network's spatial axes, from input_shape and the layer that decides the layout."""
-    if not isinstance(input_shape, (list, tuple)) or not 1 <= len(input_shape) <= 5 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_EXTENT for v in input_shape
+    if input_shape.__class__ not in (list, tuple) or not 1 <= len(input_shape) <= 5 or not all(
+        v.__class__ is int and 1 <= v <= MAX_EXTENT for v in input_shape  # bool is not int here
     ):
         raise GeometryError(
             f"input_shape must be [C, H, W] or [N, C, H, W] of ints from 1 to {MAX_EXTENT:,} ([C, L] / [C, D, H, W] for "
@@ -238,7 +270,7 @@ def _input(input_shape: Any, nd: int | None, decider: str | None, flat_first: bo
     if rank <= 2 and (flat_first or nd is None or nd >= rank):
         if nd is not None and not flat_first:
             raise GeometryError(
-                f"input_shape {dims} has {rank} axis{'es' if rank > 1 else ''} but {decider} needs a {nd}-D map: "
+                f"input_shape {dims} has {rank} {'axes' if rank > 1 else 'axis'} but {decider} needs a {nd}-D map: "
                 f"{LAYOUTS[nd]} or [N, {LAYOUTS[nd][1:]} ({nd + 1} or {nd + 2} axes)"
             )
         return T(dims[0] if rank == 2 else None, True, f=dims[-1]), nd
@@ -253,7 +285,7 @@ def _input(input_shape: Any, nd: int | None, decider: str | None, flat_first: bo
     c, sp = dims[-nd - 1], tuple(dims[-nd:])
     last = sp[-1]
     if last in (1, 3, 4) and c > 8 * last and all(s > 8 * last for s in sp[:-1]):
-        names = ", ".join(["C", "L"] if nd == 1 else ["C", "D", "H", "W"][-nd - 1:])
+        names = ", ".join(["C", *AXIS_NAMES[nd]])
         warnings.append(
             f"input_shape {dims} looks channels-last ({last} channels at the end): the walk reads PyTorch's layout "
             f"[{names}], i.e. {c} channels of {'x'.join(map(str, sp))}; for {last} channels give "
@@ -266,12 +298,30 @@ def _input(input_shape: Any, nd: int | None, decider: str | None, flat_first: bo
 
 
 class Walked:
-    """The raw result of a walk: the input, top-level and inner records, every record in order, the output record,
-    its shape and receptive-field maps, and warnings."""
+    """The raw result of a walk: the input, top-level and inner records, the output record, its shape and
+    receptive-field maps, and warnings; `order` is every record in the order walked (a topological order)."""
 
-    def __init__(self, x, records, inner, order, out, warnings, nd):
-        self.input_shape, self.records, self.inner, self.order, self.out = x, records, inner, order, out
+    def __init__(self, x, records, inner, out, warnings, nd):
+        self.input_shape, self.records, self.inner, self.out = x, records, inner, out
         self.y, self.rf, self.warnings, self.nd = out.y if out is not None else x, out.rf if out is not None else None, warnings, nd
+        self._order: list[Rec] | None = None
+
+    @property
+    def order(self) -> list[Rec]:
+        """Every record, each after its sources: a block's layers (its paths in turn) come before the block's own
+        record, as the walk made them; built on first use (the walk itself does not need it)."""
+        if self._order is None:
+            order: list[Rec] = []
+            stack = [(r, False) for r in reversed(self.records)]
+            while stack:
+                rec, expanded = stack.pop()
+                if rec.paths is None or expanded:
+                    order.append(rec)
+                    continue
+                stack.append((rec, True))  # the block's own record after its paths' layers
+                stack.extend((r, False) for r in reversed([r for p in rec.paths for r in p]))
+            self._order = order
+        return self._order
 
 
 def walk(
@@ -286,10 +336,10 @@ def walk(
     max_spec_chars: int | None = None,
 ) -> Walked:
     """Walk a network (`layers`, `graph` or text `spec`) from `input_shape` (None: channels and params only)."""
-    given = [name for name, v in (("layers", layers), ("graph", graph), ("spec", spec)) if v is not None]
-    if len(given) > 1:
-        raise SpecError(f"give the network one way: `layers` (a JSON list), `graph` (named nodes) or `spec` (text), not both {' and '.join(given)}")
-    if not given:
+    if (layers is None) + (graph is None) + (spec is None) != 2:
+        given = [name for name, v in (("layers", layers), ("graph", graph), ("spec", spec)) if v is not None]
+        if given:
+            raise SpecError(f"give the network one way: `layers` (a JSON list), `graph` (named nodes) or `spec` (text), not both {' and '.join(given)}")
         raise SpecError("give the network as `layers` (a JSON list of layer objects), `graph` (named nodes with inputs) or `spec` (the text print(model) shows)")
     if output is not None and graph is None:
         raise SpecError("output names a graph node: it is for `graph` specs only")
@@ -302,7 +352,7 @@ def walk(
     try:
         if graph is not None:
             nodes, out_name = validate_graph(graph, output)
-            labels = {i: f"node {n.name!r}" for i, n in enumerate(nodes)}.__getitem__
+            labels = lambda i: f"node {nodes[i].name!r}"  # noqa: E731 - built only for the layer that decides the layout
             models = [n.layer for n in nodes]
         else:
             models = layers if _all_models(layers) else validate_layers(layers)
@@ -314,13 +364,13 @@ def walk(
             rf = None if x.flat else (AxisRF.image(),) * nd  # maps are never changed in place, so axes may share one
         else:
             x, rf = T(None, False), None
-        state = Walk(nd)
-        state.warnings = warnings
+        state = Walk(nd, warnings)
+        state.decider = decider
         if graph is not None:
             records, out = state.graph(nodes, out_name, x, rf)
         else:
             records = []
-            out = state.sequence(models, x, rf, None, "", "layer ", records)[2]
+            out = state.sequence(models, x, rf, None, "", records)[2]
     except ConvError as exc:
         if lines is None:
             raise
@@ -330,7 +380,7 @@ def walk(
             rec.name = name or None
     if lines is not None and any(m.type == "avgpool2d" for m in models):
         state.warnings.append("print(model) does not show AvgPool2d's ceil_mode and count_include_pad: assumed False and True")
-    return Walked(x, records, state.inner, state.order, out, state.warnings, state.nd)
+    return Walked(x, records, state.inner, out, state.warnings, state.nd)
 
 
 def _layer_label(i: int) -> str:
@@ -515,14 +565,19 @@ def _position(done: Walked, output_position: Any, at_layer: Any) -> tuple[list[i
     where = None if rec is done.out else rec.path
     pos = list(pos)
     spans = [(m.top(p), m.bottom(p)) for m, p in zip(rec.rf, pos, strict=True)]
-    if any(t is None for t, _ in spans):
+    boxes = _walk_back(done, rec, tuple(1 << p for p in pos))
+    if any(t is None for t, _ in spans) and not boxes:
         done.warnings.append(f"output pixel {pos} receives no input pixel (no kernel tap reaches it)")
         return pos, None, None, where
-    boxes = _walk_back(done, rec, tuple(1 << p for p in pos))
     if not boxes:
         done.warnings.append(f"output pixel {pos} reads only padding: no pixel of the image reaches it")
         return pos, region(spans), None, where
     hull = [(min(_low(b[a]) for b in boxes), max(b[a].bit_length() - 1 for b in boxes)) for a in range(nd)]
+    if any(t is None for t, _ in spans):  # no tap as zero padding would count it, but a replicate/reflect/circular pad reads pixels
+        return pos, region(hull), region(hull), where
+    # the map follows the widest path where merged paths' strides differ (a warning says so) and counts replicate,
+    # reflect and circular padding as zero padding: the region still holds every pixel the walk back found
+    spans = [(min(t, lo), max(b, hi)) for (t, b), (lo, hi) in zip(spans, hull, strict=True)]
     return pos, region(spans), region(hull), where
 
 
@@ -559,8 +614,8 @@ def _walk_back(done: Walked, target: Rec, start: tuple[int, ...]) -> list[tuple[
             for box in boxes:
                 out = []
                 for a, b in enumerate(box):
-                    for cls, args in steps:
-                        b = cls(*args[a]).pre(b)
+                    for cls, fields in steps:
+                        b = cls(*[f[a] for f in fields]).pre(b)
                         if not b:
                             break
                     if not b:

@@ -75,7 +75,11 @@ def test_the_view_is_one_file_that_fetches_nothing():
 async def test_tool_results_keep_the_whole_text_with_or_without_apps(mode, apps):
     args = {"input_shape": [3, 32, 32], "layers": NET}
     async with Client(build_server(), mode=mode, extensions=APPS_CLIENT if apps else None) as client:
-        shapes = await client.call_tool("shape_calculator", args)
+        shapes = await client.call_tool("shape_calculator", {**args, "detail": "full"})  # block rows too
+        default = await client.call_tool("shape_calculator", args)
+    assert default.structured_content["block_layers"] == [] and len(default.structured_content["layers"]) == len(NET)
+    assert default.content[0].text == shapes.content[0].text  # the detail is the structured content's only
+    async with Client(build_server(), mode=mode, extensions=APPS_CLIENT if apps else None) as client:
         rf = await client.call_tool("receptive_field", {**args, "layers": NET[:4], "output_position": [3, 3]})
     assert not shapes.is_error and not rf.is_error
     # The same text as without any view: the table a host without Apps shows is the whole answer.

@@ -103,7 +103,7 @@ async def _record(calls: list[tuple[str, dict]]) -> tuple[str, list[dict]]:
 
 @pytest.fixture(scope="module")
 def recorded():
-    shapes_args = {"input_shape": INPUT, "layers": NET}
+    shapes_args = {"input_shape": INPUT, "layers": NET, "detail": "full"}  # the view indents block rows when they are there
     rf_args = {"input_shape": INPUT, "layers": NET[:5], "output_position": [2, 3]}
     html, (shapes, rf) = anyio.run(_record, [("shape_calculator", shapes_args), ("receptive_field", rf_args)])
     return {"html": html, "shape_calculator": (shapes_args, shapes), "receptive_field": (rf_args, rf)}

@@ -257,11 +257,14 @@ def test_ragged_array_names_where_it_is_ragged():
         conv2d([[[1, 2, 3], [4, 5]]], [[[[1]]]])
 
 
-def test_non_numeric_values_are_an_array_error():
-    with pytest.raises(ArrayError, match="real numbers"):
+def test_non_numeric_values_are_an_array_error_naming_the_position():
+    with pytest.raises(ArrayError, match=r"x\[0\]\[0\]\[0\] is 'a', not a number: arrays must hold real numbers"):
         conv2d([[["a", "b"], ["c", "d"]]], [[[[1]]]])
-    with pytest.raises(ArrayError, match="real numbers"):
+    # NaN and infinity reach a server as null (they are no JSON numbers); in Python they are refused where they are
+    with pytest.raises(ArrayError, match=r"x\[0\]\[0\]\[1\] is null, not a number \(NaN and infinity"):
         conv2d([[[1, None], [2, 3]]], [[[[1]]]])
+    with pytest.raises(ArrayError, match=r"weight\[0\]\[0\]\[0\]\[1\] is inf: arrays must hold finite numbers"):
+        conv2d([[[1.0, 2.0], [2.0, 3.0]]], [[[[1.0, float("inf")]]]])
 
 
 def test_lists_nested_too_deep_are_an_array_error_not_a_recursion_error():

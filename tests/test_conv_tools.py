@@ -52,7 +52,7 @@ async def test_hw_input_with_one_output_channel_comes_back_hw_as_the_contract_sa
     assert s["output_shape"] == [3, 3]
     assert s["output"] == [[-3.0, 0.0, 3.0], [0.0, -3.0, 0.0], [1.0, -2.0, -3.0]]
     assert s["macs"] == 81
-    assert "output = " in r.content[0].text
+    assert r.content[0].text.endswith("output [3, 3]:\n-3  0  3\n 0 -3  0\n 1 -2 -3")  # the values in the text too
 
 
 @pytest.mark.anyio
@@ -287,3 +287,24 @@ async def test_overflow_to_infinity_is_arithmetic_not_an_error():
         {"x": [[1.0] * 3] * 3, "weight": [[[[1e308]]]], "bias": [0.0], "grad_output": [[1e308] * 3] * 3},
     )
     assert not r.is_error and r.structured_content["grad_weight"] == [[[[None]]]]
+
+
+@pytest.mark.anyio
+async def test_the_text_carries_the_values_a_text_only_client_needs():
+    # a client that passes only the text content to the model still gives it the answer: gradients and outputs past
+    # 256 elements are written as a compact grid up to TEXT_VALUES, and past it the text says where they are
+    from server.conv_tools import TEXT_VALUES
+
+    async with Client(build_server()) as client:
+        back = await client.call_tool("conv2d_backward", {"x": [[1, 2, 3], [4, 5, 6], [7, 8, 9]], "weight": [[[[1, 0], [0, -1]]]], "bias": [0.5]})
+        assert back.content[0].text.split("\n")[1:] == [
+            "grad_input [3, 3]:", " 1  1  0", " 1  0 -1", " 0 -1 -1",  # torch: conv2d(x, w).sum().backward(), x.grad
+            "grad_weight [1, 1, 2, 2]:", "[0, 0]", "12 16", "24 28", "grad_bias [1]: [4]",
+        ]
+        x = [[float(i + j) / 3 for j in range(20)] for i in range(20)]
+        mid = await client.call_tool("conv2d", {"x": x, "kernel": "identity"})  # 18 x 18 = 324 values, more than 256
+        text = mid.content[0].text
+        assert "output [18, 18]:" in text and len(text.splitlines()) == 2 + 18 and "0.6667" in text
+        big = await client.call_tool("conv2d", {"x": [[1.0] * 40 for _ in range(40)], "kernel": "identity"})  # 1,444
+        assert big.structured_content["output"] is not None and 38 * 38 > TEXT_VALUES
+        assert "1,444 values, more than the text shows (1,024); all of them are in the structured content's output" in big.content[0].text

@@ -26,6 +26,14 @@ from server.limits import LIMITS
 EXAMPLES_PER_TOOL = 50
 CALL_TIMEOUT_S = 30
 MAX_SCHEMA_DEPTH = 3  # nested residual/concat blocks drawn from a recursive schema
+# The deepest a generated argument may nest (lists and dicts, counted from the argument's value). The SDK client
+# serialises each request with pydantic-core (`request.model_dump(mode="json")` in mcp/client/session.py,
+# send_request), whose recursion guard refuses anything deeper with `ValueError: Maximum serialization depth
+# exceeded`, raised in the client before anything is sent (RECURSION_GUARD_LIMIT = 255 in pydantic-core's
+# src/recursion_guard.rs on Linux and macOS, lower on Windows and PyPy). With the installed pydantic-core 254 levels
+# below an argument go and 255 do not; test_client_max_depth_is_what_the_installed_sdk_client_can_serialise checks
+# it. A case deeper than that tests the client, not the server: it is not generated.
+CLIENT_MAX_DEPTH = 254
 PROBE = ("conv_output_size", {"input_size": 32, "kernel_size": 3}, [30, 30])  # nn.Conv2d(k=3) on 32 px -> 30 px
 
 # Smaller work bounds while fuzzing, so a drawn design search or convolution ends in seconds, not minutes.
@@ -36,6 +44,11 @@ FUZZ_LIMITS = {
     "max_design_time_s": 1.0,
     "max_layers": 2_000,
 }
+
+
+def examples(n: int) -> int:
+    """n examples under the ci profile (max_examples=100, see conftest.py); proportionally more under a wider one."""
+    return max(1, n * settings.default.max_examples // 100)
 
 
 async def _tools():
@@ -121,6 +134,21 @@ def from_schema(schema: dict, defs: dict, depth: int = 0) -> st.SearchStrategy:
 JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=5))
 
 
+def json_depth(value) -> int:
+    """How deep lists and dicts nest in `value` (a scalar: 0, [1]: 1, [[1], {}]: 2), without recursion."""
+    depth, level = 0, [value]
+    while level := [v for v in level if isinstance(v, list | dict)]:
+        depth += 1
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v)]
+    return depth
+
+
+def _places_for(places: list[tuple], value) -> list[tuple]:
+    """The places (top-level argument name, then keys) where `value` keeps its argument within CLIENT_MAX_DEPTH."""
+    room = CLIENT_MAX_DEPTH - json_depth(value)
+    return [p for p in places if len(p) - 1 <= room]
+
+
 def nested(depth: int, leaf=1):
     value = leaf
     for _ in range(depth):
@@ -184,9 +212,10 @@ def arguments(draw, tool):
     args = draw(from_schema({k: v for k, v in schema.items() if k != "$defs"}, schema.get("$defs", {})))
     how = draw(st.sampled_from(["valid", "replace", "replace", "replace", "drop", "extra", "empty"]))
     if how == "replace":
-        paths = [p for p in _paths(args) if p]
+        value = draw(HOSTILE)
+        paths = _places_for([p for p in _paths(args) if p], value)
         if paths:
-            args = _replace(args, draw(st.sampled_from(paths)), draw(HOSTILE))
+            args = _replace(args, draw(st.sampled_from(paths)), value)
     elif how == "drop" and args:
         key = draw(st.sampled_from(sorted(args)))
         args = {k: v for k, v in args.items() if k != key}
@@ -277,9 +306,7 @@ def test_every_tool_answers_any_arguments_with_a_result_or_an_actionable_error_a
     with fuzz_limits(), session(mode) as call:
 
         @settings(
-            max_examples=EXAMPLES_PER_TOOL // 2 if mode == "legacy" else EXAMPLES_PER_TOOL,
-            deadline=None,
-            database=None,
+            max_examples=examples(EXAMPLES_PER_TOOL // 2 if mode == "legacy" else EXAMPLES_PER_TOOL),
             suppress_health_check=list(HealthCheck),
         )
         @given(args=arguments(tool))
@@ -343,7 +370,7 @@ def test_the_schema_strategy_draws_arguments_that_fit_the_tools_own_input_schema
     schema = TOOLS[name].input_schema
     strategy = from_schema({k: v for k, v in schema.items() if k != "$defs"}, schema.get("$defs", {}))
 
-    @settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples(20), suppress_health_check=list(HealthCheck))
     @given(strategy)
     def valid(args):
         jsonschema.validate(args, schema)
@@ -371,13 +398,12 @@ def test_a_long_tool_error_is_cut_at_a_line_with_a_note_of_what_was_left_out():
     assert cap_text("kernel spans 5 px") == "kernel spans 5 px"
 
 
-def test_the_error_cap_middleware_shortens_an_sdk_validation_error_in_both_eras():
+def test_a_validation_error_over_thousands_of_elements_is_one_short_line_in_both_eras():
     from server.guards import MAX_ERROR_CHARS, cap_tool_errors
 
     async def scenario(mode):
-        server = build_server()
-        if cap_tool_errors not in server.middleware:
-            server.middleware.append(cap_tool_errors)
+        server = build_server()  # argument_errors answers first: one line per argument; cap_tool_errors stays the net
+        assert cap_tool_errors in server.middleware
 
         @server.tool(name="takes_floats")
         def takes_floats(values: list[float]) -> int:  # an unbounded list: one error paragraph per bad element
@@ -391,7 +417,8 @@ def test_the_error_cap_middleware_shortens_an_sdk_validation_error_in_both_eras(
     for mode in ("auto", "legacy"):
         bad, good = anyio.run(scenario, mode)
         assert bad.is_error and len(bad.content[0].text) < MAX_ERROR_CHARS + 200
-        assert "values.0" in bad.content[0].text and "4" in bad.content[0].text.rsplit("[...", 1)[1]
+        assert bad.content[0].text.startswith("Error executing tool takes_floats: argument values[0]: input should be a valid number")
+        assert "\n" not in bad.content[0].text and "pydantic.dev" not in bad.content[0].text
         assert good.structured_content["output_size"] == PROBE[2]
 
 
@@ -560,17 +587,53 @@ def test_a_valid_call_broken_at_any_nested_place_by_any_hostile_value_gets_an_ac
 
 @st.composite
 def nested_breaks(draw):
-    """A valid call with one nested place (or two) replaced by anything HOSTILE draws."""
+    """A valid call with one nested place (or two) replaced by anything HOSTILE draws, within CLIENT_MAX_DEPTH.
+
+    The second place may lie inside the first value (e.g. deep in a nested(200)): only places where the value still
+    fits are drawn (a 300-deep `x` once failed here in the client, which cannot serialise it).
+    """
     name, args = ALL_VALID_CALLS[draw(st.sampled_from(sorted(ALL_VALID_CALLS)))]
     for _ in range(draw(st.integers(1, 2))):
-        args = _replace(args, draw(st.sampled_from(_nested_places(args) or [("x",)])), draw(HOSTILE))
+        value = draw(HOSTILE)
+        places = _places_for(_nested_places(args), value)
+        args = _replace(args, draw(st.sampled_from(places or [("x",)])), value)
     return name, args
+
+
+def test_client_max_depth_is_what_the_installed_sdk_client_can_serialise():
+    """The client's own serialisation (mcp/client/session.py, send_request), without a server."""
+    import mcp_types as types
+
+    def dump(value):
+        request = types.CallToolRequest(params=types.CallToolRequestParams(name="t", arguments={"a": value}))
+        return request.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+    dump(nested(CLIENT_MAX_DEPTH))
+    dump(nested(CLIENT_MAX_DEPTH - 2, leaf={"k": [1]}))
+    with pytest.raises(ValueError, match="serialization depth"):
+        dump(nested(CLIENT_MAX_DEPTH + 1))
+    assert all(json_depth(v) <= CLIENT_MAX_DEPTH for v in HOSTILE_VALUES + NESTED_HOSTILE_VALUES)
+    for value, depth in [(1, 0), ([], 1), ([1], 1), ({"a": [1]}, 2), ([[1], {}], 2), (deep_residual(2), 6)]:
+        assert json_depth(value) == depth, value
+
+
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_the_generated_cases_stay_within_what_the_client_can_send(name):
+    """The strategies alone, no server: a case the client could not send fails here by name, not in the client."""
+
+    @settings(max_examples=examples(100), suppress_health_check=list(HealthCheck))
+    @given(args=arguments(TOOLS[name]), case=nested_breaks())
+    def fits(args, case):
+        for value in (*args.values(), *case[1].values()):
+            assert json_depth(value) <= CLIENT_MAX_DEPTH
+
+    fits()
 
 
 def test_valid_calls_broken_at_drawn_nested_places_get_actionable_answers():
     with fuzz_limits(), session("auto") as call:
 
-        @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=examples(150), suppress_health_check=list(HealthCheck))
         @given(case=nested_breaks())
         def check(case):
             problem = _check(call, *case)

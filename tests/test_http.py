@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from server.http import Gate, HTTPConfigError, build_http_app, check_bind, security_settings
@@ -217,21 +217,71 @@ def test_build_http_app_refuses_a_non_loopback_host_without_a_token():
     check_bind("10.1.2.3", "t")
 
 
+def _assert_413_names_the_limit(r, limit: int, request_id) -> None:
+    assert r.status_code == 413
+    assert r.headers["content-type"] == "application/json"
+    error = r.json()
+    assert error["jsonrpc"] == "2.0" and error["id"] == request_id and error["error"]["code"] == -32600
+    for named in (f"max_request_bytes={limit}", "--max-request-bytes", "CONV_MCP_MAX_REQUEST_BYTES"):
+        assert named in error["error"]["message"], (named, error)
+
+
 def test_an_oversized_body_gets_413_naming_the_limit_and_the_flag():
     with http_server("--max-request-bytes", "2000") as (base, _):
         big = {**INIT, "padding": "x" * 4000}
         r = httpx2.post(f"{base}/mcp", content=json.dumps(big), headers=POST_HEADERS)
-        assert r.status_code == 413
-        assert "max_request_bytes=2000" in r.text and "--max-request-bytes" in r.text
+        _assert_413_names_the_limit(r, 2000, 1)
+        assert "4,1" in r.json()["error"]["message"]  # the declared size
         assert httpx2.post(f"{base}/mcp", json=INIT, headers=POST_HEADERS).status_code == 200
 
-        def chunks():  # no Content-Length: the SDK counts the streamed bytes
+        def chunks(first: bytes = b""):  # no Content-Length: the SDK counts the streamed bytes
+            yield first
             for _ in range(4):
                 yield b" " * 1000
 
         r = httpx2.post(f"{base}/mcp", content=chunks(), headers=POST_HEADERS)
-        assert r.status_code == 413
-        assert "max_request_bytes=2000" in r.text and "--max-request-bytes" in r.text
+        _assert_413_names_the_limit(r, 2000, None)
+        r = httpx2.post(
+            f"{base}/mcp", content=chunks(b'{"jsonrpc": "2.0", "method": "x", "id": "c-7", '), headers=POST_HEADERS
+        )
+        _assert_413_names_the_limit(r, 2000, "c-7")
+
+
+def test_a_413_carries_the_id_read_from_the_first_bytes_of_the_body():
+    pad = {"name": "conv2d", "arguments": {"x": [[1.0] * 1000] * 200}}  # ~800 KB, past the socket buffers
+    bodies = [
+        ({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": pad}, 11),
+        ({"jsonrpc": "2.0", "method": "tools/call", "id": "req-12", "params": pad}, "req-12"),
+        ({"method": "tools/call", "params": pad, "jsonrpc": "2.0", "id": 13}, None),  # past the first bytes
+        ({"jsonrpc": "2.0", "method": "tools/call", "params": {**pad, "id": 14}}, None),
+    ]
+    with http_server("--max-request-bytes", "100000") as (base, _):
+        with httpx2.Client(timeout=30) as http:  # one connection: the refused bodies must not break keep-alive
+            for body, request_id in bodies:
+                r = http.post(f"{base}/mcp", content=json.dumps(body), headers=POST_HEADERS)
+                _assert_413_names_the_limit(r, 100_000, request_id)
+            assert http.post(f"{base}/mcp", json=INIT, headers=POST_HEADERS).status_code == 200
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_an_oversize_call_through_the_sdk_client_fails_at_once_naming_the_limit_and_the_session_goes_on(mode):
+    x = [[(i + j) % 7 / 7 for j in range(512)] for i in range(512)]  # ~5 MB of JSON
+
+    async def scenario(url):
+        async with Client(url, mode=mode) as client:
+            for _ in range(2):
+                started = time.monotonic()
+                with anyio.fail_after(30), pytest.raises(MCPError) as caught:
+                    await client.call_tool("conv2d", {"x": x, "kernel": "blur_3x3"})
+                took = time.monotonic() - started
+                assert took < 5, f"the oversize call failed after {took:.1f} s"
+                assert caught.value.code == -32600
+                for named in ("max_request_bytes=100000", "--max-request-bytes", "CONV_MCP_MAX_REQUEST_BYTES"):
+                    assert named in caught.value.message, (named, caught.value.message)
+            return await client.call_tool("conv_output_size", CALL)
+
+    with http_server("--max-request-bytes", "100000") as (base, _):
+        assert anyio.run(scenario, f"{base}/mcp").structured_content["output_size"] == [30, 30]
 
 
 def test_stateless_mode_serves_requests_that_carry_no_session_id():

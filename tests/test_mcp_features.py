@@ -191,7 +191,7 @@ async def test_a_reference_network_named_in_the_prompt_is_written_out_as_torchvi
     # torchvision's model docs: ResNet-50 has 25,557,032 params and 4.09 GMACs ("GFLOPS") at 224
     assert walked.structured_content["total_params"] == 25_557_032
     assert walked.structured_content["total_macs"] == 4_089_184_256
-    assert guide.structured_content["text"] == text.replace("Input shape: [3, 224, 224]", "Input shape: not given")
+    assert guide.content[0].text == text.replace("Input shape: [3, 224, 224]", "Input shape: not given")
     assert '[{"type": "relu"}]' in own.messages[0].content.text  # anything else is passed through as given
 
 

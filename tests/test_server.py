@@ -142,9 +142,10 @@ async def test_get_guide_gives_tools_only_clients_the_same_texts_as_the_prompts(
         partial = await client.call_tool("get_guide", {"name": "cnn-architect", "arguments": {"input_shape": "[1, 8, 8]"}})
         skill = await client.call_tool("get_guide", {"name": "conv-shape-calculator"})
         unknown = await client.call_tool("get_guide", {"name": "cnn-architect", "arguments": {"budget": "1"}})
-    assert tool.structured_content["text"] == prompt.messages[0].content.text
+    assert tool.content[0].text == prompt.messages[0].content.text  # the text once: not again in the structured content
+    assert "text" not in tool.structured_content and tool.structured_content["chars"] == len(tool.content[0].text)
     assert tool.structured_content["missing"] == []
     assert tool.structured_content["uri"] == "conv://prompts/cnn-architect"
     assert partial.structured_content["missing"] == ["param_budget", "target_receptive_field"]
-    assert "## Your task" not in skill.structured_content["text"] and "receptive field" in skill.structured_content["text"]
+    assert "## Your task" not in skill.content[0].text and "receptive field" in skill.content[0].text
     assert unknown.is_error and "budget" in unknown.content[0].text and "param_budget" in unknown.content[0].text

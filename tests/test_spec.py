@@ -6,8 +6,8 @@ import pytest
 
 from skills import zoo
 from skills.errors import GeometryError, SpecError
-from skills.spec import MODELS, parse_printed, parse_spec, parse_vgg_notation, validate_layers
-from skills.walk import shape_calculator
+from skills.spec import MODELS, parse_printed, parse_spec, parse_vgg_notation
+from skills.walk import parameter_count, shape_calculator
 
 PRINTED = """\
 Sequential(
@@ -186,8 +186,9 @@ def test_spec_models_default_to_pytorchs_constructor_defaults():
     ],
 )
 def test_invalid_layers_name_index_field_and_value(layers, message):
+    # the models check types and ranges; the walk's rules check per-axis lengths (kernel_size [3, 3, 3] on conv2d)
     with pytest.raises(SpecError, match=message):
-        validate_layers(layers)
+        parameter_count(layers, input_shape=[3, 8, 8])
 
 
 def test_a_spec_is_layers_or_text_not_both_nor_neither():

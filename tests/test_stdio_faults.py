@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 
 PROBE = {"name": "conv_output_size", "arguments": {"input_size": 32, "kernel_size": 3}}  # k=3 on 32 px -> 30 px
 INIT_PARAMS = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}
@@ -57,10 +57,10 @@ class RawSession:
         self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params or {}})
         return self.next_id
 
-    def wait_for(self, predicate, timeout: float = 60.0) -> dict:
-        """The first stdout message (parsed) that satisfies predicate."""
+    def wait_for(self, predicate, timeout: float = 60.0, after: int = 0) -> dict:
+        """The first stdout message (parsed) that satisfies predicate, among those after the first `after`."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = after
         with self._cond:
             while True:
                 for line in self.lines[seen:]:
@@ -154,13 +154,100 @@ def test_a_line_over_max_request_bytes_is_skipped_unread_with_an_error_naming_th
         call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {**PROBE, "pad": "x" * 3_000_000}}
         session.send(call)
         error = session.wait_for(lambda m: "error" in m)
+        assert error["id"] == 5, "the error answers the request by its id, so the client's call fails at once"
         assert error["error"]["code"] == -32600
-        assert "max_request_bytes=100000" in error["error"]["message"]
-        assert "--max-request-bytes" in error["error"]["message"]
+        message = error["error"]["message"]
+        for named in ("max_request_bytes=100000", "--max-request-bytes", "CONV_MCP_MAX_REQUEST_BYTES", "3,000,"):
+            assert named in message, (named, message)
         assert_probe_answers(session)
         assert_only_json_rpc(session.lines)
     finally:
         assert session.close() == 0
+
+
+_PAD = {"name": "conv2d", "arguments": {"x": [[1.0] * 1000] * 200}}  # ~800 KB of JSON, over a 100,000-byte limit
+OVERSIZE_LINES = [  # (line, the id its error must carry): where each kind of client puts the id
+    # the Python SDK: jsonrpc, id, method, params
+    (json.dumps({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": _PAD}), 11),
+    # hand-written or other clients: the id after jsonrpc and method, or after a small nested value
+    (json.dumps({"jsonrpc": "2.0", "method": "tools/call", "id": "req-12", "params": _PAD}), "req-12"),
+    (json.dumps({"jsonrpc": "2.0", "_x": {"a": ["}", "]", {"id": 0}]}, "id": 13, "params": _PAD}), 13),
+    # the TypeScript SDK: {...request, jsonrpc: "2.0", id}, so the id comes last, after params
+    (json.dumps({"method": "tools/call", "params": _PAD, "jsonrpc": "2.0", "id": 14}), 14),
+    (json.dumps({"method": "tools/call", "params": _PAD, "id": "r15", "jsonrpc": "2.0"}), "r15"),
+    # no id to read: a notification, an id only inside params, one no answer could carry, not an object at all
+    (json.dumps({"jsonrpc": "2.0", "method": "notifications/x", "params": _PAD}), None),
+    (json.dumps({"jsonrpc": "2.0", "method": "tools/call", "params": {**_PAD, "id": 16}}), None),
+    (json.dumps({"jsonrpc": "2.0", "id": "\ud800", "method": "tools/call", "params": _PAD}), None),
+    (json.dumps({"method": "tools/call", "params": _PAD, "id": 1.5}), None),
+    (json.dumps([{"jsonrpc": "2.0", "id": 17, "method": "tools/call", "params": _PAD}]), None),
+    ("x" * 300_000, None),
+]
+
+
+def test_an_oversize_line_is_answered_with_the_id_read_from_its_first_or_last_bytes():
+    session = RawSession(flags=("--max-request-bytes", "100000"))
+    try:
+        session.initialize()
+        for line, request_id in OVERSIZE_LINES:
+            before = len(session.lines)
+            session.send_line(line.encode())
+            error = session.wait_for(lambda m: "error" in m, timeout=30, after=before)
+            assert error["id"] == request_id, (line[:80], error)
+            assert "max_request_bytes=100000" in error["error"]["message"]
+            assert_probe_answers(session)
+            assert len(session.lines) == before + 2, "exactly one error and one answer per round"
+        assert_only_json_rpc(session.lines)
+    finally:
+        assert session.close() == 0
+
+
+def _assert_names_the_limit(exc: MCPError, limit: int) -> None:
+    for named in (f"max_request_bytes={limit}", "--max-request-bytes", "CONV_MCP_MAX_REQUEST_BYTES"):
+        assert named in exc.message, (named, exc.message)
+
+
+async def _oversize_calls_fail_at_once(client, x, limit: int, within_s: float) -> list[float]:
+    """Two oversize conv2d calls on one session, each refused naming the limit within `within_s`; then a normal call."""
+    took = []
+    for _ in range(2):
+        started = time.monotonic()
+        with anyio.fail_after(30), pytest.raises(MCPError) as caught:  # a regression fails in 30 s, not at a timeout
+            await client.call_tool("conv2d", {"x": x, "kernel": "blur_3x3"})
+        took.append(time.monotonic() - started)
+        assert caught.value.code == -32600
+        _assert_names_the_limit(caught.value, limit)
+        assert took[-1] < within_s, f"the oversize call failed after {took[-1]:.1f} s"
+    result = await client.call_tool(PROBE["name"], PROBE["arguments"])
+    assert result.structured_content["output_size"] == [30, 30]
+    return took
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_an_oversize_call_through_the_sdk_client_fails_at_once_naming_the_limit_and_the_session_goes_on(mode):
+    async def scenario():
+        params = StdioServerParameters(command=sys.executable, args=["-m", "server", "--max-request-bytes", "100000"])
+        async with Client(params, mode=mode) as client:
+            x = [[(i + j) % 7 / 7 for j in range(256)] for i in range(256)]  # ~1.2 MB of JSON
+            return await _oversize_calls_fail_at_once(client, x, 100_000, within_s=5)
+
+    anyio.run(scenario)
+
+
+def test_a_50_mb_conv2d_call_over_the_default_limit_fails_within_seconds():
+    """The issue's case: a 4096x4096 input (~50 MB of JSON) over the default 32 MiB, once answered only at the
+    client's timeout because the error carried id null."""
+    from server.__main__ import DEFAULT_MAX_REQUEST_BYTES
+
+    async def scenario():
+        params = StdioServerParameters(command=sys.executable, args=["-m", "server"])
+        async with Client(params) as client:
+            row = [10] * 4096
+            x = [row] * 4096  # one row object shared: 50 MB on the wire, little memory here
+            return await _oversize_calls_fail_at_once(client, x, DEFAULT_MAX_REQUEST_BYTES, within_s=15)
+
+    took = anyio.run(scenario)
+    print(f"50 MB oversize calls answered in {', '.join(f'{t:.2f} s' for t in took)}")
 
 
 def test_stdout_carries_only_json_rpc_even_when_numpy_overflows():

@@ -1,5 +1,7 @@
 """shape_calculator, receptive_field and parameter_count through the real SDK Client, in both protocol eras."""
 
+import json
+
 import pytest
 from mcp import Client
 
@@ -10,10 +12,10 @@ from skills import zoo
 pytestmark = pytest.mark.anyio
 
 ERAS = ["auto", "legacy"]
-WALK_TOOLS = {
-    "shape_calculator": {"input_shape", "layers", "spec", "model", "model_base64"},
-    "receptive_field": {"input_shape", "layers", "spec", "output_position", "model", "model_base64"},
-    "parameter_count": {"input_shape", "layers", "spec", "model", "model_base64"},
+WALK_TOOLS = {  # the contract's arguments, the graph form and model files every walk tool takes
+    "shape_calculator": {"input_shape", "layers", "spec", "graph", "output", "model", "model_base64"},
+    "receptive_field": {"input_shape", "layers", "spec", "output_position", "graph", "output", "at_layer", "model", "model_base64"},
+    "parameter_count": {"input_shape", "layers", "spec", "graph", "output", "model", "model_base64"},
 }
 
 
@@ -23,7 +25,7 @@ async def test_the_walk_tools_are_listed_with_the_contracts_arguments_and_output
         tools = {t.name: t for t in (await client.list_tools()).tools}
     for name, arguments in WALK_TOOLS.items():
         tool = tools[name]
-        assert set(tool.input_schema["properties"]) == arguments
+        assert arguments <= set(tool.input_schema["properties"])
         assert tool.annotations.read_only_hint is True and tool.title and tool.description
         assert "$ref" not in str(tool.input_schema)  # flat: layers is an array of objects, validated by skills.spec
     assert tools["shape_calculator"].input_schema.get("required", []) == []  # a model file brings its own input shape
@@ -119,3 +121,23 @@ async def test_limits_are_named_with_how_to_raise_them(monkeypatch):
     assert many.is_error and "max_layers=10" in many.content[0].text
     assert "--max-layers" in many.content[0].text and "CONV_MCP_MAX_LAYERS" in many.content[0].text
     assert long.is_error and "max_spec_chars=20" in long.content[0].text and "--max-spec-chars" in long.content[0].text
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_detail_sets_how_much_structured_content_a_walk_sends(mode):
+    args = {"input_shape": [3, 224, 224], "layers": zoo.resnet50()}
+    async with Client(build_server(), mode=mode) as client:
+        default = await client.call_tool("shape_calculator", args)
+        full = await client.call_tool("shape_calculator", {**args, "detail": "full"})
+        summary = await client.call_tool("shape_calculator", {**args, "detail": "summary"})
+        params = await client.call_tool("parameter_count", {**args, "detail": "summary"})
+    sizes = {name: len(json.dumps(r.structured_content, separators=(",", ":"))) for name, r in
+             (("default", default), ("full", full), ("summary", summary))}
+    assert sizes["default"] <= 20_000 < sizes["full"] and sizes["summary"] < 1_000  # the issue's goal: ResNet-50 <= 20 KB
+    d, f = default.structured_content, full.structured_content
+    assert d["total_params"] == f["total_params"] == summary.structured_content["total_params"] == 25_557_032
+    assert len(d["layers"]) == len(f["layers"]) and d["block_layers"] == [] and len(f["block_layers"]) == 136
+    assert all("path" not in row for row in d["layers"]) and f["layers"][4]["path"] == "4"  # a top-level path is its index
+    assert {"index", "type", "input_shape", "output_shape", "params", "macs", "receptive_field", "effective_stride"} <= set(d["layers"][4])
+    assert summary.structured_content["layers"] == [] and params.structured_content["total_params"] == 25_557_032
+    assert default.content[0].text == full.content[0].text == summary.content[0].text
