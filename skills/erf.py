@@ -228,7 +228,10 @@ class ConvOp(Op):
 
     def __init__(self, layer: Conv, x, y, nd: int):
         k, s, d = axes(layer.kernel_size, nd), axes(layer.stride, nd), axes(layer.dilation, nd)
-        before, after = resolve_conv_padding(layer.padding, k, s, d)
+        if layer.pads is not None:  # ONNX's per-side pads: the same convolution, padded unevenly
+            before, after = tuple(layer.pads[:nd]), tuple(layer.pads[nd:])
+        else:
+            before, after = resolve_conv_padding(layer.padding, k, s, d)
         self.nd, self.groups, self.bias = nd, layer.groups, layer.bias
         self.cin, self.cout, self.k = x.c, layer.out_channels, k
         self.s3, self.d3 = (1,) * (3 - nd) + s, (1,) * (3 - nd) + d
@@ -734,6 +737,11 @@ def _op(rec: Rec, nd: int, input_t) -> Op:
             "Pick a probed layer before it with at_layer"
         )
     srcs_shapes = [_shape(input_t) if s is None else _shape(s.y) for s in rec.srcs]
+    if getattr(layer, "convention", "pytorch") != "pytorch" or (getattr(layer, "pads", None) is not None and not isinstance(layer, Conv)):
+        raise SpecError(
+            f"{where}: the ERF engine computes PyTorch's windows; ONNX's per-side pads or pooling convention on a "
+            f"{rec.type} is not supported by it (the receptive_field tool takes them)"
+        )
     try:
         if isinstance(layer, Conv):
             return ConvOp(layer, x, y, nd)

@@ -882,3 +882,15 @@ def test_broken_bytes_give_a_result_or_a_clear_error_never_a_crash():
                 pass
 
     broken()
+
+
+def test_the_erf_engine_takes_conv_pads_and_refuses_onnx_pooling_rather_than_guessing():
+    from skills.erf import effective_receptive_field
+
+    padded = effective_receptive_field([1, 9, 9], [{"type": "conv2d", "out_channels": 1, "kernel_size": 3, "stride": 2, "pads": [2, 0, 0, 1]}],
+                                       output_position=[0, 1])
+    explicit = effective_receptive_field([1, 9, 9], [{"type": "zeropad2d", "padding": [0, 1, 2, 0]},
+                                                     {"type": "conv2d", "out_channels": 1, "kernel_size": 3, "stride": 2}], output_position=[0, 1])
+    assert padded.model_dump() == explicit.model_dump()
+    with pytest.raises(SpecError, match="ONNX's per-side pads or pooling convention on a maxpool2d is not supported"):
+        effective_receptive_field([1, 9, 9], [{"type": "maxpool2d", "kernel_size": 2, "convention": "onnx"}])
