@@ -8,7 +8,7 @@ its errors say `layer 4.body.1 (conv2d): kernel_size must be ...`. The layer tab
 """
 
 from fractions import Fraction
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server import MCPServer
@@ -30,6 +30,7 @@ from skills.walk import (
 from .apps_view import view_meta
 from .errors import domain_errors
 from .limits import LIMITS, Limits
+from .memory_text import memory_line
 from .results import READ_ONLY
 
 TEXT_ROWS = 60  # rows of the readable table; the structured content always has them all
@@ -79,6 +80,25 @@ Layers = Annotated[list[Any] | None, _OBJECTS, Field(description=LAYERS_HELP)]
 LayersRef = Annotated[list[Any] | None, _OBJECTS, Field(description=LAYERS_REF)]
 Graph = Annotated[list[Any] | None, _OBJECTS, Field(description=GRAPH_HELP)]
 Output = Annotated[str | None, Field(max_length=200, description=OUTPUT_HELP)]
+# The memory block's options (skills.memory); checked again there, with errors that name every choice.
+DType = Annotated[
+    Literal["float32", "float16", "bfloat16", "int8"],
+    Field(description="element type of params, buffers and activations for the memory block (4, 2, 2, 1 bytes)"),
+]
+BatchSize = Annotated[
+    int | None,
+    Field(ge=1, le=MAX_EXTENT, description="N for the memory block when input_shape has no batch axis (default 1); "
+          "with a batch axis it must equal N or be left out"),
+]
+Mode = Annotated[
+    Literal["inference", "training"],
+    Field(description="which estimate memory.total_bytes is: inference (params + buffers + the peak of live "
+          "activations) or training (params, buffers, gradients, optimizer state and what autograd saves)"),
+]
+Optimizer = Annotated[
+    Literal["sgd", "sgd_momentum", "adam", "adamw"] | None,
+    Field(description="mode training only: the optimizer whose state memory.training_bytes counts (default sgd: none)"),
+]
 Spec = Annotated[str | None, Field(description=SPEC_HELP)]
 
 
@@ -223,11 +243,13 @@ def register(server: MCPServer) -> None:
     @server.tool(name="shape_calculator", title="Walk a CNN: shapes, params, MACs, receptive field", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
     async def shape_calculator_tool(
-        input_shape: InputShape, layers: Layers = None, spec: Spec = None, graph: Graph = None, output: Output = None
+        input_shape: InputShape, layers: Layers = None, spec: Spec = None, graph: Graph = None, output: Output = None,
+        dtype: DType = "float32", batch_size: BatchSize = None, mode: Mode = "inference", optimizer: Optimizer = None,
     ) -> Annotated[CallToolResult, ShapeReport]:
-        """Walk a whole network (1-D, 2-D or 3-D) layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON), `graph` (named nodes) or `spec` (print(model) text)."""
-        report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec, graph=graph, output=output)
-        return _result(report, shape_text(report))
+        """Walk a whole network (1-D, 2-D or 3-D) layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals and its memory (params, activations, inference peak, a training step, torchinfo's figures) in `dtype` at `batch_size`; give the network as `layers` (JSON), `graph` (named nodes) or `spec` (print(model) text)."""
+        report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec, graph=graph, output=output,
+                                    dtype=dtype, batch_size=batch_size, mode=mode, optimizer=optimizer)
+        return _result(report, shape_text(report) + memory_line(report.memory))
 
     @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY, meta=view_meta())
     @domain_errors

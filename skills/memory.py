@@ -82,7 +82,8 @@ _KIND: dict[str, int] = {
 
 def _conv(rec: Rec) -> tuple[bool, int]:
     """(input saved, elements of a padded copy saved): padding_mode other than zeros pads into a copy (reflect and
-    replicate padding keep their input too); zeros padding 'same' with an odd total pads the extra pixel into a copy."""
+    replicate padding keep their input too, when it needs a gradient); zeros padding 'same' with an odd total pads the
+    extra pixel into a copy."""
     layer, x = rec.layer, rec.x
     if layer.padding_mode != "zeros":
         padded = rec.steps[0][1][4]  # the window runs over the padded map (skills.layers.conv)
@@ -234,7 +235,7 @@ def memory(done: Any, dtype: Any = None, batch_size: Any = None, mode: Any = Non
                 kept_by[src] = 1
             else:
                 keep_input, copy = _conv(rec)
-                if keep_input:
+                if keep_input and s0 not in norg:  # the padding op before it keeps its input if a gradient flows in
                     kept_by[src] = 1
                 kept += copy
             continue
