@@ -1,13 +1,19 @@
 """What the memory block costs: shape_calculator with it (the default) and without it (memory=False), interleaved call
 by call in one run so machine noise hits both alike, on the reference nets and small ones; and the memory pass alone.
 
-Run: python bench/bench_memory.py [--repeats 400]
+Run: python bench/bench_memory.py [--repeats 400] [--instructions]
 Target: the memory block adds < 10% to shape_calculator's time on ResNet-50 (ratio of medians, and the median of the
 per-pair ratios, both < 1.10). Pure Python (no numpy or torch is imported), so thread settings do not matter here.
+--instructions also counts CPU instructions under valgrind (cachegrind, no cache simulation), where present: the same
+ratio without the noise of a shared machine (cache misses are not in it).
 """
 
 import argparse
+import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,6 +66,36 @@ def alone(shape: list[int], layers: list[dict], repeats: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+def child(name: str, flag: str, calls: int) -> None:
+    """Under valgrind: warm up, then `calls` shape_calculator calls with memory on, off, or none at all."""
+    shape, layers = NETS[name]
+    for _ in range(3):
+        shape_calculator(shape, layers)
+    if flag != "none":
+        for _ in range(calls):
+            shape_calculator(shape, layers, memory=flag == "with")
+
+
+def instructions(name: str, flag: str, calls: int) -> int:
+    """CPU instructions (valgrind's I refs) of a child run."""
+    run = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable, __file__,
+         "--child", name, flag, str(calls)],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    return int(re.search(r"I\s+refs:\s+([\d,]+)", run.stderr).group(1).replace(",", ""))
+
+
+def counted(calls: int = 20) -> list[list[str]]:
+    rows = []
+    for name in NETS:
+        base = instructions(name, "none", 0)
+        without = (instructions(name, "without", calls) - base) / calls
+        with_memory = (instructions(name, "with", calls) - base) / calls
+        rows.append([name, f"{without / 1e6:.3f}", f"{with_memory / 1e6:.3f}", f"{with_memory / without:.3f}"])
+    return rows
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
@@ -71,7 +107,12 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=400, help="interleaved pairs per network (medians reported)")
+    parser.add_argument("--instructions", action="store_true", help="also count instructions under valgrind")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], int(args.child[2]))
+        return
     rows = []
     for name, (shape, layers) in NETS.items():
         a, b, ratio, pair = interleaved(shape, layers, args.repeats)
@@ -82,6 +123,12 @@ def main() -> None:
     resnet = rows[0]
     verdict = "met" if float(resnet[4]) < 1.10 and float(resnet[5]) < 1.10 else "NOT met"
     print(f"target: ResNet-50 ratio < 1.10: {resnet[4]} (pair ratio {resnet[5]}): {verdict}")
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            print("\n--instructions: valgrind is not installed (apt-get install valgrind), skipped")
+            return
+        print("\nCPU instructions per shape_calculator call (valgrind cachegrind, 20 calls each, M = 1e6)")
+        print(table(["network", "without M", "with M", "ratio"], counted()))
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ def _warnings(warnings: list[str]) -> str:
 
 
 def shape_text(r: ShapeReport) -> str:
-    """The readable summary of a ShapeReport: totals, then one row per top-level layer."""
+    """The readable summary of a ShapeReport: totals, one row per top-level layer, then the memory block."""
     head = (
         f"output {r.output_shape}, params {r.total_params:,}, buffers {r.total_buffers:,}, MACs {r.total_macs:,}, "
         f"receptive field {_p(r.receptive_field)}, effective stride {_p(r.effective_stride)}"
@@ -188,7 +188,7 @@ def shape_text(r: ShapeReport) -> str:
             shown.append((x.name or str(x.index), t, str(x.output_shape), f"{x.params:,}", f"{x.macs:,}", _p(x.receptive_field), _p(x.effective_stride)))
     table = _table(["#", "type", "output", "params", "MACs", "RF", "stride"], shown, total)
     note = f"\n({', '.join(sorted(passed))} rows left out of this table: shape unchanged, no params)" if passed else ""
-    return head + "\n" + table + note + _warnings(r.warnings)
+    return head + "\n" + table + note + memory_line(r.memory) + _warnings(r.warnings)
 
 
 def rf_text(r: ReceptiveFieldReport) -> str:
@@ -249,7 +249,7 @@ def register(server: MCPServer) -> None:
         """Walk a whole network (1-D, 2-D or 3-D) layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals and its memory (params, activations, inference peak, a training step, torchinfo's figures) in `dtype` at `batch_size`; give the network as `layers` (JSON), `graph` (named nodes) or `spec` (print(model) text)."""
         report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec, graph=graph, output=output,
                                     dtype=dtype, batch_size=batch_size, mode=mode, optimizer=optimizer)
-        return _result(report, shape_text(report) + memory_line(report.memory))
+        return _result(report, shape_text(report))
 
     @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY, meta=view_meta())
     @domain_errors

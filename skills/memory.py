@@ -32,25 +32,27 @@ MB = 1e6  # torchinfo's megabyte
 
 MODEL = (
     "Bytes are elements x the dtype's size (float32 4, float16 and bfloat16 2, int8 1; num_batches_tracked and max-pool "
-    "indices are int64) at batch_size, in the layout PyTorch runs. activation_bytes sums every layer's output (layers "
-    "inside blocks included, a residual add or concat once), as forward hooks on every layer would: views and in-place "
-    "results count as outputs, and the input does not. inference_peak_bytes is the most bytes of distinct tensors alive "
-    "at once when the layers run in order (the input included, each tensor freed after its last consumer, in-place "
-    "activations, flatten, identity and eval-mode dropout sharing their input's storage): what a runtime without "
-    "autograd holds beside params and buffers (total_bytes in mode inference). training_bytes is one step of training "
-    "in the dtype (no float32 master copy as mixed precision keeps): params + buffers + a gradient per param + the "
-    "optimizer's state (sgd none, sgd_momentum 1x params, adam and adamw 2x params and a float32 step per parameter "
-    "tensor) + saved_for_backward_bytes, the distinct tensors torch's autograd keeps after a train-mode forward with "
-    "an input that needs no gradient (conv, linear and norm inputs, batch statistics, ReLU/sigmoid/softmax outputs, "
-    "max-pool indices, dropout masks, the padded copy a conv with padding_mode other than zeros or an odd 'same' "
-    "padding makes; parameters it keeps are counted once, in params_bytes). Not counted: the output's gradient and "
-    "loss, activation gradients alive during backward, temporaries inside a layer in inference (conv workspace, "
-    "im2col buffers, that padded copy), intermediate results of a merge of more than two inputs, the allocator's "
-    "rounding and cache, the CUDA context (hundreds of MB per process), and quantization scales for int8. The residual "
-    "add is out of place (torchvision's ResNet adds in place). torchinfo_*: torchinfo's summary for the same input and "
-    "dtype (MB = 1e6 bytes): 'Input size', 'Forward/backward pass size' (2 x the outputs of the layers that have "
-    "params, the rest not counted), 'Params size' (buffers not counted) and 'Estimated Total Size', their sum; its "
-    "input figure also holds the Python storage object's few dozen bytes (sys.getsizeof)."
+    "indices are int64) at batch_size. activation_bytes: the sum of every layer's output (layers inside blocks "
+    "included, a residual add or concat once), as forward hooks on every layer count them: views and in-place results "
+    "count as outputs, the input does not. inference_peak_bytes: the most bytes of distinct tensors alive at once when "
+    "the layers run in order, the input included, each tensor freed after its last consumer (in-place activations, "
+    "flatten, identity and eval-mode dropout share their input's storage): what a runtime without autograd holds "
+    "beside params and buffers, the three together being total_bytes in mode inference (eager PyTorch may keep a "
+    "block's input until the block returns). training_bytes: one step of training in the dtype (no float32 master "
+    "weights as mixed precision keeps): params + buffers + a gradient per param + the optimizer's state (sgd none, "
+    "sgd_momentum 1x params, adam and adamw 2x params and a float32 step per parameter tensor) + "
+    "saved_for_backward_bytes, the distinct tensors torch 2.x's autograd keeps on CPU after a train-mode forward of an "
+    "input that needs no gradient: inputs of convs, linears and norms, batch statistics, ReLU, sigmoid and softmax "
+    "outputs, max-pool indices, dropout masks (CUDA keeps them as bool), the padded copy a conv with padding_mode other "
+    "than zeros or an odd 'same' padding makes; layers before the first one with params keep nothing, and parameters "
+    "autograd keeps are counted once, in params_bytes. Not counted: the loss and the output's gradient, activation "
+    "gradients alive during backward, temporaries inside a layer in inference (conv workspace, im2col, that padded "
+    "copy), intermediate products of a merge of more than two inputs in inference, the allocator's rounding and "
+    "cache, the CUDA context (hundreds of MB per process), and int8 quantization scales. The residual add is out of "
+    "place (torchvision's ResNet adds in place into its last BatchNorm's output). torchinfo_*: torchinfo's summary "
+    "for the same input and dtype, MB = 1e6 bytes: 'Input size', 'Forward/backward pass size' (2 x the outputs of the "
+    "layers with params only), 'Params size' (no buffers) and 'Estimated Total Size', their sum; torchinfo's input "
+    "figure also holds the Python storage object's few dozen bytes."
 )
 
 # One code per layer type: what autograd saves in a train-mode forward, and whether the output can share its input's
@@ -133,6 +135,8 @@ def _rare(kind: int, rec: Rec) -> tuple[bool, bool, int, int, int]:
 
 def options(x: T, dtype: Any, batch_size: Any, mode: Any, optimizer: Any) -> tuple[str, int, str, str]:
     """(dtype, batch, mode, optimizer) checked: errors name the value, the choices and the fix."""
+    if dtype is None and batch_size is None and mode is None and optimizer is None:  # the defaults, on every call
+        return "float32", x.n or 1, "inference", "sgd"
     if dtype is None:
         dtype = "float32"
     elif dtype.__class__ is not str or dtype not in DTYPES:
