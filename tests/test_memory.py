@@ -399,3 +399,17 @@ async def test_bad_options_are_tool_errors_and_the_server_answers_the_next_call(
             assert w in result.content[0].text
         again = await client.call_tool("shape_calculator", {"input_shape": [3, 32, 32], "layers": zoo.vgg16()})
         assert not again.is_error and again.structured_content["memory"]["dtype"] == "float32"
+
+
+def test_the_readmes_memory_example_is_what_the_tool_returns():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    one = ours(zoo.resnet50(), [3, 224, 224])
+    many = ours(zoo.resnet50(), [3, 224, 224], batch_size=32, mode="training", optimizer="adam")
+    shown = [f"{one.inference_peak_bytes / 1e6:.1f} MB of activations (at `{one.inference_peak_at}`)",
+             f"torchinfo estimates {one.torchinfo_total_mb:.2f} MB", f"Adam is {many.training_bytes / 1e6:,.0f} MB",
+             f"{many.saved_for_backward_bytes / 1e6:,.0f} MB saved for backward", f"{many.params_bytes / 1e6:.0f} MB each",
+             f"{many.optimizer_state_bytes / 1e6:.0f} MB of Adam state", f"torchinfo says {many.torchinfo_total_mb:,.0f} MB"]
+    for words in shown:
+        assert words in " ".join(readme.split()), words
