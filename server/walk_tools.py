@@ -32,6 +32,7 @@ from skills.walk import (
 from .apps_view import view_meta
 from .errors import domain_errors
 from .limits import LIMITS, Limits
+from .memory_text import memory_line
 from .model_files import allowed_roots
 from .results import READ_ONLY
 
@@ -90,6 +91,25 @@ Layers = Annotated[list[Any] | None, _OBJECTS, Field(description=LAYERS_HELP)]
 LayersRef = Annotated[list[Any] | None, _OBJECTS, Field(description=LAYERS_REF)]
 Graph = Annotated[list[Any] | None, _OBJECTS, Field(description=GRAPH_HELP)]
 Output = Annotated[str | None, Field(max_length=200, description=OUTPUT_HELP)]
+# The memory block's options (skills.memory); checked again there, with errors that name every choice.
+DType = Annotated[
+    Literal["float32", "float16", "bfloat16", "int8"],
+    Field(description="element type of params, buffers and activations for the memory block (4, 2, 2, 1 bytes)"),
+]
+BatchSize = Annotated[
+    int | None,
+    Field(ge=1, le=MAX_EXTENT, description="N for the memory block when input_shape has no batch axis (default 1); "
+          "with a batch axis it must equal N or be left out"),
+]
+Mode = Annotated[
+    Literal["inference", "training"],
+    Field(description="which estimate memory.total_bytes is: inference (params + buffers + the peak of live "
+          "activations) or training (params, buffers, gradients, optimizer state and what autograd saves)"),
+]
+Optimizer = Annotated[
+    Literal["sgd", "sgd_momentum", "adam", "adamw"] | None,
+    Field(description="mode training only: the optimizer whose state memory.training_bytes counts (default sgd: none)"),
+]
 Spec = Annotated[str | None, Field(description=SPEC_HELP)]
 
 
@@ -190,7 +210,7 @@ def _warnings(warnings: list[str]) -> str:
 
 
 def shape_text(r: ShapeReport) -> str:
-    """The readable summary of a ShapeReport: totals, then one row per top-level layer."""
+    """The readable summary of a ShapeReport: totals, one row per top-level layer, then the memory block."""
     head = (
         f"output {r.output_shape}, params {r.total_params:,}, buffers {r.total_buffers:,}, MACs {r.total_macs:,}, "
         f"receptive field {_p(r.receptive_field)}, effective stride {_p(r.effective_stride)}"
@@ -206,7 +226,7 @@ def shape_text(r: ShapeReport) -> str:
             shown.append((x.name or str(x.index), t, str(x.output_shape), f"{x.params:,}", f"{x.macs:,}", _p(x.receptive_field), _p(x.effective_stride)))
     table = _table(["#", "type", "output", "params", "MACs", "RF", "stride"], shown, total)
     note = f"\n({', '.join(sorted(passed))} rows left out of this table: shape unchanged, no params)" if passed else ""
-    return head + "\n" + table + note + _warnings(r.warnings)
+    return head + "\n" + table + note + memory_line(r.memory) + _warnings(r.warnings)
 
 
 def rf_text(r: ReceptiveFieldReport) -> str:
@@ -283,14 +303,18 @@ def register(server: MCPServer) -> None:
     @domain_errors
     async def shape_calculator_tool(
         input_shape: InputShape | None = None, layers: Layers = None, spec: Spec = None, graph: Graph = None, output: Output = None,
-        detail: Detail = "layers", model: Model = None, model_base64: ModelBase64 = None, ctx: Context | None = None,
+        detail: Detail = "layers", model: Model = None, model_base64: ModelBase64 = None,
+        dtype: DType = "float32", batch_size: BatchSize = None, mode: Mode = "inference", optimizer: Optimizer = None,
+        ctx: Context | None = None,
     ) -> Annotated[CallToolResult, ShapeReport]:
-        """Walk a whole network (1-D, 2-D or 3-D) layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals; give the network as `layers` (JSON), `graph` (named nodes), `spec` (print(model) text) or `model` (an .onnx file)."""
+        """Walk a whole network (1-D, 2-D or 3-D) layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals and its memory (params, activations, inference peak, a training step, torchinfo's figures) in `dtype` at `batch_size`; give the network as `layers` (JSON), `graph` (named nodes), `spec` (print(model) text) or `model` (an .onnx file)."""
+        memory = {"dtype": dtype, "batch_size": batch_size, "mode": mode, "optimizer": optimizer}
         if model is not None or model_base64 is not None:
             report = await _model_walk("shape_calculator", ctx, model, model_base64, layers=layers, spec=spec, graph=graph,
-                                       output=output, input_shape=input_shape)
+                                       output=output, input_shape=input_shape, memory=memory)
             return _result(report, shape_text(report) + _model_text(report), detail)
-        report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec, graph=graph, output=output)
+        report = await _named_limit(shape_calculator, input_shape=input_shape, layers=layers, spec=spec, graph=graph, output=output,
+                                    **memory)
         return _result(report, shape_text(report), detail)
 
     @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY, meta=view_meta())

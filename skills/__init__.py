@@ -7,7 +7,7 @@ from importlib import import_module
 from typing import Any
 
 from .arithmetic import OutputSizeResult, conv_output_size
-from .errors import ArrayError, ConvError, GeometryError, InfeasibleError, LimitError, SpecError
+from .errors import ArrayError, ConvError, GeometryError, InfeasibleError, LimitError, OptionError, SpecError
 
 # name -> module that defines it; resolved lazily by __getattr__ below.
 _LAZY = {
@@ -32,6 +32,7 @@ __all__ = [
     "GeometryError",
     "InfeasibleError",
     "LimitError",
+    "OptionError",
     "OutputSizeResult",
     "SpecError",
     "conv_output_size",

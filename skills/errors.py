@@ -23,3 +23,7 @@ class LimitError(ConvError):
 
 class InfeasibleError(ConvError):
     """A design request no stack in the search space can satisfy; says which constraint and by how much."""
+
+
+class OptionError(ConvError):
+    """An option outside its values or at odds with another (dtype, batch_size, mode, optimizer); names them all."""

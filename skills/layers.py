@@ -75,11 +75,11 @@ class T:
     """A tensor shape in the walk: batch n (or None), then a map (channels c, spatial sizes sp) or flat features f.
     None = unknown (parameter_count without input_shape): sp is known or unknown as a whole."""
 
-    __slots__ = ("n", "flat", "c", "sp", "f", "_dims")
+    __slots__ = ("n", "flat", "c", "sp", "f", "_dims", "_count")
 
     def __init__(self, n, flat, c=None, sp=None, f=None):
         self.n, self.flat, self.c, self.sp, self.f = n, flat, c, sp, f
-        self._dims = None
+        self._dims = self._count = None
 
     def dims(self) -> list:
         """The shape as PyTorch prints it, computed once: the reports share the list, so never change it in place."""
@@ -94,15 +94,17 @@ class T:
         return d
 
     def elements(self) -> int:
-        """prod(dims()), or 0 while a dimension is unknown."""
-        if self.flat:
-            v = self.f
-        else:
-            sp = self.sp
-            v = None if self.c is None or sp is None else self.c * (sp[0] * sp[1] if len(sp) == 2 else prod(sp))
+        """prod(dims()), or 0 while a dimension is unknown; computed once (the rows and skills.memory both ask)."""
+        v = self._count
         if v is None:
-            return 0
-        return v if self.n is None else self.n * v
+            if self.flat:
+                v = self.f
+            else:
+                sp = self.sp
+                v = None if self.c is None or sp is None else self.c * (sp[0] * sp[1] if len(sp) == 2 else prod(sp))
+            v = 0 if v is None else v if self.n is None else self.n * v
+            self._count = v
+        return v
 
     def same_as(self, other: T) -> bool:
         return self.flat == other.flat and self.dims() == other.dims()
@@ -117,7 +119,7 @@ class Rec:
     `paths` are a block's inner record lists; `layer` is the spec model (or graph merge) the record walked."""
 
     __slots__ = ("index", "path", "name", "type", "x", "y", "params", "buffers", "macs", "formula", "buffers_formula",
-                 "steps", "srcs", "rf", "paths", "layer", "op_type")
+                 "steps", "srcs", "rf", "paths", "layer", "op_type", "mem")  # mem: skills.memory's storage number of the output
 
     def __init__(self, path, ltype, x, y, params=0, buffers=0, macs=0, formula="0", buffers_formula=None, steps=None,
                  rf=None, paths=None):

@@ -1354,17 +1354,19 @@ def analyse(
     max_bytes: int | None = MAX_MODEL_BYTES,
     max_layers: int | None = None,
     max_depth: int | None = None,
+    memory: dict | None = None,
 ):
-    """shape_calculator, receptive_field or parameter_count of a model file, with its completeness."""
+    """shape_calculator, receptive_field or parameter_count of a model file, with its completeness; `memory` holds
+    shape_calculator's memory options (dtype, batch_size, mode, optimizer)."""
     if tool not in TOOLS:
         raise ValueError(f"tool must be one of {TOOLS}")
     mf = load(model, model_base64, roots=roots, max_bytes=max_bytes)
     return analyse_file(tool, mf, input_shape=input_shape, output_position=output_position, at_layer=at_layer,
-                        max_layers=max_layers, max_depth=max_depth)
+                        max_layers=max_layers, max_depth=max_depth, memory=memory)
 
 
 def analyse_file(tool: str, mf: ModelFile, *, input_shape: Any = None, output_position: Any = None, at_layer: Any = None,
-                 max_layers: int | None = None, max_depth: int | None = None):
+                 max_layers: int | None = None, max_depth: int | None = None, memory: dict | None = None):
     """The analyses of a model already read (see analyse)."""
     from . import walk
 
@@ -1372,7 +1374,7 @@ def analyse_file(tool: str, mf: ModelFile, *, input_shape: Any = None, output_po
     limits = {"max_layers": max_layers, "max_depth": max_depth}
     try:
         if tool == "shape_calculator":
-            report = walk.shape_calculator(cv.input_shape, graph=cv.graph, output=cv.output, **limits)
+            report = walk.shape_calculator(cv.input_shape, graph=cv.graph, output=cv.output, **limits, **(memory or {}))
         elif tool == "receptive_field":
             report = walk.receptive_field(cv.input_shape, graph=cv.graph, output=cv.output, output_position=output_position,
                                           at_layer=at_layer, **limits)

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from .arithmetic import MAX_EXTENT
 from .errors import ConvError, GeometryError, SpecError
 from .layers import JOIN, LAYOUTS, RULES, Rec, T, file_weights, merge
+from .memory import memory as memory_of
 from .reports import (
     BYTES_PER_ELEMENT,
     PARAM_FIELDS,
@@ -446,20 +447,28 @@ def shape_calculator(
     max_layers: int | None = None,
     max_depth: int | None = None,
     max_spec_chars: int | None = None,
+    dtype: str | None = None,
+    batch_size: int | None = None,
+    mode: str | None = None,
+    optimizer: str | None = None,
+    memory: bool = True,
 ) -> ShapeReport:
-    """Walk a network from input_shape: every layer's output shape, params, buffers, MACs and receptive field, as PyTorch."""
+    """Walk a network from input_shape: every layer's output shape, params, buffers, MACs and receptive field, as PyTorch,
+    and its memory in `dtype` at `batch_size` (skills.memory; mode "inference" or "training", optimizer for training)."""
     _need_input(input_shape)
     done = walk(input_shape, layers, spec, graph=graph, output=output, max_layers=max_layers, max_depth=max_depth,
                 max_spec_chars=max_spec_chars)
     rows = shape_rows(done.records)
+    inner = shape_rows(done.inner)
+    mem = memory_of(done, dtype, batch_size, mode, optimizer) if memory else None  # after the rows: elements are cached
     size, stride, pad = rf_fields(done.rf)
     params, buffers, macs = _totals(done.records)
     return construct(ShapeReport, SHAPE_FIELDS, {
         "input_shape": done.input_shape.dims(), "output_shape": done.y.dims(),
         "total_params": params, "total_buffers": buffers, "total_macs": macs,
         "total_activation_bytes": sum([r.activation_bytes for r in rows]),
-        "receptive_field": size, "effective_stride": stride, "effective_padding": pad,
-        "layers": rows, "block_layers": shape_rows(done.inner), "warnings": done.warnings, "completeness": None,
+        "receptive_field": size, "effective_stride": stride, "effective_padding": pad, "memory": mem,
+        "layers": rows, "block_layers": inner, "warnings": done.warnings, "completeness": None,
     })
 
 

@@ -133,7 +133,7 @@ async def test_detail_sets_how_much_structured_content_a_walk_sends(mode):
         params = await client.call_tool("parameter_count", {**args, "detail": "summary"})
     sizes = {name: len(json.dumps(r.structured_content, separators=(",", ":"))) for name, r in
              (("default", default), ("full", full), ("summary", summary))}
-    assert sizes["default"] <= 20_000 < sizes["full"] and sizes["summary"] < 1_000  # the goal: ResNet-50 <= 20 KB
+    assert sizes["default"] <= 20_000 < sizes["full"] and sizes["summary"] < 2_000  # the goal: ResNet-50 <= 20 KB; summary: totals and memory
     d, f = default.structured_content, full.structured_content
     assert d["total_params"] == f["total_params"] == summary.structured_content["total_params"] == 25_557_032
     assert len(d["layers"]) == len(f["layers"]) and d["block_layers"] == [] and len(f["block_layers"]) == 136
