@@ -868,6 +868,7 @@ def opaque(w, layer, xs: list[T], srcs: tuple, path: str) -> Rec:
     weights give them), and an unknown receptive field from here on."""
     rec = Rec(path, "opaque", xs[0], _given_shape(layer.output_shape, xs), macs=layer.macs or 0, formula="0")
     rec.srcs = srcs
+    w.opaque = True  # shapes past it may be unknown: the rows check for that
     return rec
 
 

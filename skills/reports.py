@@ -269,7 +269,8 @@ def _dims(t) -> list:
     return dims if None not in dims else []
 
 
-def shape_rows(records: list[Rec]) -> list[ShapeRow]:
+def shape_rows(records: list[Rec], unknown: bool = True) -> list[ShapeRow]:
+    """ShapeRows of records; `unknown`: some sizes may be unknown (after an opaque node), shown as [] then."""
     rows = []
     append = rows.append
     last, size, stride, pad = (), None, None, None
@@ -279,12 +280,18 @@ def shape_rows(records: list[Rec]) -> list[ShapeRow]:
             last = r.rf
             size, stride, pad = rf_fields(last)
         y = r.y
+        xd, yd = r.x.dims(), y.dims()  # _dims(), inlined
+        if unknown:
+            if None in xd:
+                xd = []
+            if None in yd:
+                yd = []
         row = _new(ShapeRow)  # construct(), inlined: rows are the walk's other hot loop
         _setattr(row, "__dict__", {
-            "index": r.index, "path": r.path, "type": r.type, "input_shape": _dims(r.x),
-            "output_shape": _dims(y), "params": r.params, "buffers": r.buffers, "macs": r.macs, "receptive_field": size,
+            "index": r.index, "path": r.path, "type": r.type, "input_shape": xd,
+            "output_shape": yd, "params": r.params, "buffers": r.buffers, "macs": r.macs, "receptive_field": size,
             "effective_stride": stride, "effective_padding": pad, "activation_bytes": y.elements() * BYTES_PER_ELEMENT,
-            "name": r.name, "op_type": r.op_type, "note": _note(r),
+            "name": r.name, "op_type": r.op_type, "note": _note(r) if r.type == "opaque" else None,
         })
         _setattr(row, "__pydantic_fields_set__", fields)
         _setattr(row, "__pydantic_extra__", None)

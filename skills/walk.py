@@ -90,7 +90,7 @@ _MERGES = (Add, Mul, Cat, Opaque)  # graph nodes that read several inputs
 class Walk:
     """State of one walk: the records inside blocks, the network's dimensionality, and where warnings go."""
 
-    __slots__ = ("nd", "decider", "warnings", "notes", "inner", "src", "index", "node")
+    __slots__ = ("nd", "decider", "warnings", "notes", "inner", "src", "index", "node", "opaque")
 
     def __init__(self, nd: int | None, warnings: list[str]):
         self.nd = nd
@@ -101,6 +101,7 @@ class Walk:
         self.src: Rec | None = None  # the record whose output the layer being walked reads (None: the input)
         self.index = 0  # the top-level index of the layer being walked (its block's layers carry it too)
         self.node: str | None = None  # the graph node being walked (None: a layer list)
+        self.opaque = False  # whether a node the walk does not analyse was met (then sizes may be unknown)
 
     def label(self, path: str) -> str:
         """How warnings and errors name the layer at `path`: `layer 4.body.1`, or `node 'up1'.body.0` in a graph."""
@@ -306,6 +307,7 @@ class Walked:
         self.input_shape, self.records, self.inner, self.out = x, records, inner, out
         self.y, self.rf, self.warnings, self.nd = out.y if out is not None else x, out.rf if out is not None else None, warnings, nd
         self._order: list[Rec] | None = None
+        self.opaque = False
 
     @property
     def order(self) -> list[Rec]:
@@ -381,7 +383,9 @@ def walk(
             rec.name = name or None
     if lines is not None and any(m.type == "avgpool2d" for m in models):
         state.warnings.append("print(model) does not show AvgPool2d's ceil_mode and count_include_pad: assumed False and True")
-    return Walked(x, records, state.inner, out, state.warnings, state.nd)
+    done = Walked(x, records, state.inner, out, state.warnings, state.nd)
+    done.opaque = state.opaque
+    return done
 
 
 def _layer_label(i: int) -> str:
@@ -458,8 +462,8 @@ def shape_calculator(
     _need_input(input_shape)
     done = walk(input_shape, layers, spec, graph=graph, output=output, max_layers=max_layers, max_depth=max_depth,
                 max_spec_chars=max_spec_chars)
-    rows = shape_rows(done.records)
-    inner = shape_rows(done.inner)
+    rows = shape_rows(done.records, done.opaque)
+    inner = shape_rows(done.inner, done.opaque)
     mem = memory_of(done, dtype, batch_size, mode, optimizer) if memory else None  # after the rows: elements are cached
     size, stride, pad = rf_fields(done.rf)
     params, buffers, macs = _totals(done.records)
