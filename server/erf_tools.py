@@ -21,7 +21,7 @@ from .conv_tools import _image_block, _run
 from .errors import domain_errors
 from .limits import LIMITS, Limits
 from .results import READ_ONLY
-from .walk_tools import Graph, InputShape, LayersRef, Output, Spec, _limits, _p
+from .walk_tools import GraphRef, InputShapeRef, LayersRef, OutputRef, SpecRef, _limits, _p
 
 WEIGHTS_HELP = (
     "'uniform' (all 1, biases 0), 'random' (PyTorch's default init, seeded), or a state_dict-like object "
@@ -66,16 +66,16 @@ def register(server: MCPServer) -> None:
 
     @server.tool(
         name="effective_receptive_field",
-        title="Effective receptive field: the gradient of one output pixel (Luo et al. 2016)",
+        title="Effective receptive field (Luo et al. 2016)",
         annotations=READ_ONLY,
     )
     @domain_errors
     async def effective_receptive_field_tool(
-        input_shape: InputShape,
+        input_shape: InputShapeRef,
         layers: LayersRef = None,
-        spec: Spec = None,
-        graph: Graph = None,
-        output: Output = None,
+        spec: SpecRef = None,
+        graph: GraphRef = None,
+        output: OutputRef = None,
         weights: Weights = "uniform",
         seed: Annotated[int, Field(ge=0, le=2**63 - 1, description="sample i uses seed + i")] = 0,
         samples: Annotated[

@@ -62,6 +62,8 @@ def _argument(prop: dict, defs: dict) -> dict:
         else:
             merged["anyOf"] = [_resolve(o, defs) for o in rest]
         prop = merged
+    if prop.get("type") == "array" and prop.get("items") == {"type": "object"}:  # layers, graph: validated by skills.spec
+        prop = {k: v for k, v in prop.items() if k != "items"}
     return _strip(prop)
 
 
@@ -105,10 +107,7 @@ def compact_output(schema: dict) -> dict:
         if "fields: " in text or "items: " in text or "Each row is an object with: " in text:
             field["description"] = _names_only(text)
         props[name] = field
-    out = {"type": "object", "properties": props}
-    if schema.get("required"):
-        out["required"] = schema["required"]
-    return out
+    return {"type": "object", "properties": props}  # no `required`: every result carries its fields, and the list repeats them
 
 
 def _names_only(text: str) -> str:

@@ -44,73 +44,60 @@ PASS_THROUGH = {"relu", "relu6", "leakyrelu", "gelu", "silu", "sigmoid", "tanh",
                 "dropout2d", "dropout3d", "alphadropout"}
 
 LAYERS_HELP = (
-    "the network as a JSON list of layers, each {\"type\": a torch.nn class name (conv2d or Conv2d), plus that "
-    "class's constructor arguments with PyTorch's names and defaults}. Types: conv1d/2d/3d, convtranspose1d/2d/3d, "
-    "maxpool / avgpool / adaptiveavgpool / adaptivemaxpool 1d/2d/3d, zeropad / constantpad / reflectionpad / "
-    "replicationpad / circularpad 1d/2d/3d (padding: int or [left, right, top, bottom, front, back] as far as the "
-    "dims go), batchnorm / instancenorm 1d/2d/3d, groupnorm, layernorm, upsample (size or scale_factor; mode), "
-    "pixelshuffle, pixelunshuffle, channelshuffle, flatten, unflatten, linear, prelu, softmax / logsoftmax (dim), "
-    "dropout(1d/2d/3d), and activations (relu, relu6, leakyrelu, gelu, silu, elu, selu, celu, mish, sigmoid, tanh, "
-    "hardswish, hardsigmoid, hardtanh, softplus, identity). Blocks: residual {body: [layers], shortcut: [layers], "
-    "empty = identity}; concat {branches: [[layers], ...]} (along channels). in_channels / num_features / "
-    "in_features may be left out (inferred). Per-axis values: an int, or one entry per spatial axis ([h, w] in 2-D)."
+    "JSON list of layers, each {\"type\": a torch.nn class name (conv2d or Conv2d), ...its constructor arguments, "
+    "PyTorch's names and defaults}: conv, convtranspose, maxpool, avgpool, adaptiveavgpool, adaptivemaxpool, "
+    "zeropad/constantpad/reflectionpad/replicationpad/circularpad, batchnorm, instancenorm, dropout (each 1d/2d/3d); "
+    "groupnorm, layernorm, upsample, pixelshuffle, pixelunshuffle, channelshuffle, flatten, unflatten, linear, prelu, "
+    "softmax, logsoftmax, activations (relu, gelu, silu, ...). Blocks: residual {body, shortcut: [layers]; empty = "
+    "identity}, concat {branches: [[layers], ...]}. in_channels/num_features/in_features are inferred. Per-axis "
+    "values: an int or one per spatial axis"
 )
-LAYERS_REF = "the network as a JSON list of layers, exactly as shape_calculator's `layers` describes"
 GRAPH_HELP = (
-    "the network as a DAG instead of layers (U-Net skips, DenseNet, FPN): a list of nodes {\"name\": ..., "
-    "\"inputs\": [node names, or \"input\" for the network input; default the previous node], \"type\": ..., "
-    "...that layer's fields}, plus merge nodes add / mul (shapes broadcast as torch) and concat (dim, default 1 = "
-    "channels, counted with the batch axis). Rows are named by node."
+    "a DAG instead of layers (U-Net, DenseNet, FPN): [{\"name\", \"inputs\": [names; \"input\" = the network input; "
+    "default the previous node], \"type\", ...layer fields}], merged by add / mul (broadcast) and concat (dim, "
+    "default 1 = channels, batch axis counted)"
 )
-OUTPUT_HELP = "graph only: the node whose output is the network's output (default: the last node)"
-SPEC_HELP = (
-    "the network as text instead of layers: what print(model) shows for an nn.Sequential (nested too), "
-    "or VGG paper notation such as 'conv3-64, conv3-64, maxpool, FC-4096, FC-1000'"
+SPEC_HELP = "text instead of layers: print(model) of an nn.Sequential, or VGG notation ('conv3-64, maxpool, FC-10')"
+MODEL_HELP = (
+    f"an .onnx file's path (under the working directory or a --model-dir; over HTTP only --model-dir), e.g. from {EXPORT_LINE}"
 )
+SAME = "as in shape_calculator"
 InputShape = Annotated[
     list[Annotated[int, Field(ge=1, le=MAX_EXTENT)]],
     Field(
         min_length=1,
         max_length=5,
-        description="input shape in PyTorch layout, batch axis optional: [C, H, W] (2-D), [C, L] (1-D), [C, D, H, W] (3-D), "
-        "e.g. [3, 224, 224]; the first spatial layer decides the layout. For a model file: all its input's dims, "
-        "batch first, needed only when some are symbolic",
+        description="PyTorch layout, batch axis optional: [C, H, W], [C, L] (1-D), [C, D, H, W] (3-D); the first spatial "
+        "layer decides it. A model file brings its own (give it only for symbolic dims)",
     ),
 ]
-MODEL_HELP = (
-    "instead of layers/spec, a real model: the path of an .onnx file (relative to the server's working directory or "
-    "a --model-dir; over HTTP only --model-dir). Export one with "
-    f"{EXPORT_LINE}; tf2onnx and keras2onnx write the same format"
-)
+InputShapeRef = Annotated[
+    list[Annotated[int, Field(ge=1, le=MAX_EXTENT)]], Field(min_length=1, max_length=5, description=SAME)
+]
 Model = Annotated[str | None, Field(description=MODEL_HELP)]
-ModelBase64 = Annotated[str | None, Field(description="the .onnx file's bytes, base64-encoded, for clients that share no filesystem with the server")]
+ModelBase64 = Annotated[str | None, Field(description="the .onnx file's bytes, base64 (no shared filesystem)")]
+ModelRef = Annotated[str | None, Field(description=SAME)]
+ModelBase64Ref = Annotated[str | None, Field(description=SAME)]
 # Validated by skills.spec, not by the SDK: published as an array of objects, accepted as any list, so a list
 # of 10,000 bad items gets one short error naming the first bad layer instead of a paragraph per element.
-_OBJECTS = WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "null"}]})
+_OBJECTS = WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "null"}]})  # published as an array
 Layers = Annotated[list[Any] | None, _OBJECTS, Field(description=LAYERS_HELP)]
-LayersRef = Annotated[list[Any] | None, _OBJECTS, Field(description=LAYERS_REF)]
+LayersRef = Annotated[list[Any] | None, _OBJECTS, Field(description=SAME)]
 Graph = Annotated[list[Any] | None, _OBJECTS, Field(description=GRAPH_HELP)]
-Output = Annotated[str | None, Field(max_length=200, description=OUTPUT_HELP)]
+GraphRef = Annotated[list[Any] | None, _OBJECTS, Field(description=SAME)]
+Output = Annotated[str | None, Field(max_length=200, description="graph: the output node (default the last)")]
+OutputRef = Annotated[str | None, Field(max_length=200, description=SAME)]
 # The memory block's options (skills.memory); checked again there, with errors that name every choice.
-DType = Annotated[
-    Literal["float32", "float16", "bfloat16", "int8"],
-    Field(description="element type of params, buffers and activations for the memory block (4, 2, 2, 1 bytes)"),
-]
+DType = Annotated[Literal["float32", "float16", "bfloat16", "int8"], Field(description="for the memory block")]
 BatchSize = Annotated[
-    int | None,
-    Field(ge=1, le=MAX_EXTENT, description="N for the memory block when input_shape has no batch axis (default 1); "
-          "with a batch axis it must equal N or be left out"),
+    int | None, Field(ge=1, le=MAX_EXTENT, description="memory block's N when input_shape has no batch axis (default 1)")
 ]
-Mode = Annotated[
-    Literal["inference", "training"],
-    Field(description="which estimate memory.total_bytes is: inference (params + buffers + the peak of live "
-          "activations) or training (params, buffers, gradients, optimizer state and what autograd saves)"),
-]
+Mode = Annotated[Literal["inference", "training"], Field(description="which estimate memory.total_bytes is")]
 Optimizer = Annotated[
-    Literal["sgd", "sgd_momentum", "adam", "adamw"] | None,
-    Field(description="mode training only: the optimizer whose state memory.training_bytes counts (default sgd: none)"),
+    Literal["sgd", "sgd_momentum", "adam", "adamw"] | None, Field(description="training: whose state counts (default sgd)")
 ]
 Spec = Annotated[str | None, Field(description=SPEC_HELP)]
+SpecRef = Annotated[str | None, Field(description=SAME)]
 
 
 def _limits() -> dict[str, int]:
@@ -269,10 +256,7 @@ def param_text(r: ParameterReport) -> str:
     return head + "\n" + _table(["#", "type", "params"], shown, total) + _warnings(r.warnings)
 
 
-DETAIL_HELP = (
-    "how much structured content: summary (totals, no rows), layers (default: one row per top-level layer or node; "
-    "a block is one row), full (also block_layers and every row field)"
-)
+DETAIL_HELP = "structured content: summary (no rows), layers (top-level rows), full (+ block_layers)"
 Detail = Annotated[Literal["summary", "layers", "full"], Field(description=DETAIL_HELP)]
 
 
@@ -299,7 +283,7 @@ def project(content: dict, detail: str) -> dict:
 def register(server: MCPServer) -> None:
     """Add shape_calculator, receptive_field and parameter_count to the server."""
 
-    @server.tool(name="shape_calculator", title="Walk a CNN: shapes, params, MACs, receptive field", annotations=READ_ONLY, meta=view_meta())
+    @server.tool(name="shape_calculator", title="Walk a CNN: shapes, params, MACs, receptive field, memory", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
     async def shape_calculator_tool(
         input_shape: InputShape | None = None, layers: Layers = None, spec: Spec = None, graph: Graph = None, output: Output = None,
@@ -307,7 +291,7 @@ def register(server: MCPServer) -> None:
         dtype: DType = "float32", batch_size: BatchSize = None, mode: Mode = "inference", optimizer: Optimizer = None,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, ShapeReport]:
-        """Walk a whole network (1-D, 2-D or 3-D) layer by layer exactly as PyTorch does and return every layer's output shape, params, buffers, MACs and receptive field, with totals and its memory (params, activations, inference peak, a training step, torchinfo's figures) in `dtype` at `batch_size`; give the network as `layers` (JSON), `graph` (named nodes), `spec` (print(model) text) or `model` (an .onnx file)."""
+        """Walk a network (1-D, 2-D or 3-D; `layers`, `graph`, `spec` or an .onnx `model`) exactly as PyTorch: every layer's output shape, params, buffers, MACs (conv/linear multiply-accumulates, bias excluded) and receptive field, the totals, and memory (activations, inference peak, training step, torchinfo's figures)."""
         memory = {"dtype": dtype, "batch_size": batch_size, "mode": mode, "optimizer": optimizer}
         if model is not None or model_base64 is not None:
             report = await _model_walk("shape_calculator", ctx, model, model_base64, layers=layers, spec=spec, graph=graph,
@@ -320,25 +304,25 @@ def register(server: MCPServer) -> None:
     @server.tool(name="receptive_field", title="Receptive field, effective stride and padding", annotations=READ_ONLY, meta=view_meta())
     @domain_errors
     async def receptive_field_tool(
-        input_shape: InputShape | None = None,
+        input_shape: InputShapeRef | None = None,
         layers: LayersRef = None,
-        spec: Spec = None,
-        graph: Graph = None,
-        output: Output = None,
+        spec: SpecRef = None,
+        graph: GraphRef = None,
+        output: OutputRef = None,
         output_position: Annotated[
             list[int] | None,
-            Field(min_length=1, max_length=3, description="one output pixel, an index per spatial axis ([y, x] in 2-D): also return the input region it sees"),
+            Field(min_length=1, max_length=3, description="an output pixel, one index per axis: also the input region it sees"),
         ] = None,
         at_layer: Annotated[
             int | str | None,
-            Field(description="with output_position: the layer whose output pixel it names (top-level index, block path such as '4.body.1', or graph node name); default the output, or the last spatial layer before flatten"),
+            Field(description="output_position's layer (index, path '4.body.1' or node name); default the output or the last map"),
         ] = None,
         detail: Detail = "layers",
-        model: Model = None,
-        model_base64: ModelBase64 = None,
+        model: ModelRef = None,
+        model_base64: ModelBase64Ref = None,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, ReceptiveFieldReport]:
-        """Receptive field, effective stride and effective padding per spatial axis (Araujo et al. 2019) after every layer; with output_position, the inclusive input region that pixel sees, before and after clipping to the image."""
+        """Receptive field, effective stride and effective padding per axis (Araujo et al. 2019) after every layer; with output_position, the inclusive input region that pixel sees, before and after clipping to the image."""
         if model is not None or model_base64 is not None:
             report = await _model_walk("receptive_field", ctx, model, model_base64, layers=layers, spec=spec, graph=graph, output=output,
                                        input_shape=input_shape, output_position=output_position, at_layer=at_layer)
@@ -353,23 +337,19 @@ def register(server: MCPServer) -> None:
     @domain_errors
     async def parameter_count_tool(
         layers: LayersRef = None,
-        spec: Spec = None,
-        graph: Graph = None,
-        output: Output = None,
+        spec: Annotated[str | None, Field(description="print(model) of any module, or as in shape_calculator")] = None,
+        graph: GraphRef = None,
+        output: OutputRef = None,
         input_shape: Annotated[
             list[Annotated[int, Field(ge=1)]] | None,
-            Field(
-                min_length=1,
-                max_length=5,
-                description="[C, H, W] or [N, C, H, W] ([C, L], [C, D, H, W] for 1-D, 3-D); needed only when channels (or a linear's in_features) cannot be inferred from the layers",
-            ),
+            Field(min_length=1, max_length=5, description="only when channels or in_features cannot be inferred"),
         ] = None,
         detail: Detail = "layers",
-        model: Model = None,
-        model_base64: ModelBase64 = None,
+        model: ModelRef = None,
+        model_base64: ModelBase64Ref = None,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, ParameterReport]:
-        """Trainable params and buffers (BatchNorm running statistics) per layer, each with its formula written out (e.g. '64*3*3*3 + 64 = 1,792'), and the totals; `spec` takes any print(model) text, `model` an .onnx file."""
+        """Trainable params and buffers (BatchNorm running statistics) per layer with the formula written out ('64*3*3*3 + 64 = 1,792'), and the totals."""
         if model is not None or model_base64 is not None:
             report = await _model_walk("parameter_count", ctx, model, model_base64, layers=layers, spec=spec, graph=graph, output=output,
                                        input_shape=input_shape)
