@@ -24,25 +24,21 @@ from .texts import PROMPT_COMPLETIONS, register_texts
 from .walk_tools import register as register_walk
 
 INSTRUCTIONS = """\
-Convolution arithmetic and CNN planning, computed exactly as PyTorch does it (torch.nn semantics, \
-PyTorch layout [C, H, W] or [N, C, H, W]; 1-D [C, L] and 3-D [C, D, H, W] too; every spatial value reported \
-per axis).
-Call a tool instead of doing conv arithmetic in your head:
-- conv_output_size: the output size of ONE conv, pool (kind="pool") or transposed conv (kind="transpose"), \
-1-D, 2-D or 3-D, with the formula written out.
-- shape_calculator: walk a whole network (JSON layers, a graph of named nodes for U-Nets and other DAGs, or \
-the text of print(model)) and get every layer's output shape, params, MACs and receptive field.
-- receptive_field: receptive field, effective stride and effective padding per layer; with \
-output_position, the exact input region one output pixel sees.
-- parameter_count: params and buffers per layer with the formula behind each number.
-- design_architecture: the provably best conv stack for an input shape, a parameter budget and a \
-target receptive field.
-- conv2d / conv2d_backward: run a small convolution (or its gradients) in NumPy on real numbers, \
-with named kernels such as sobel_x.
-- effective_receptive_field: the exact gradient of one output pixel w.r.t. the input (Luo et al. 2016): the ERF's size per axis against the theoretical receptive field.
-- get_guide: the method texts (the same as the prompts cnn-architect and conv-shape-calculator and the \
-resources conv://prompts/cnn-architect and conv://skills/conv-shape-calculator), for clients that only call tools.
+Convolution arithmetic and CNN planning, exactly as PyTorch computes it (torch.nn semantics; layout [C, H, W] or \
+[N, C, H, W], 1-D [C, L] and 3-D [C, D, H, W] too; every spatial value per axis). Call a tool instead of doing \
+conv arithmetic in your head:
+- conv_output_size: one conv, pool or transposed conv layer's output size, with the formula.
+- shape_calculator: walk a network (JSON layers, a graph of named nodes for U-Nets and other DAGs, print(model) \
+text, or an .onnx file): every layer's shape, params, MACs, receptive field, and the memory it needs.
+- receptive_field: receptive field, effective stride and padding per layer; output_position gives the exact \
+input region one output pixel sees.
+- parameter_count: params and buffers per layer with their formulas (any print(model) text, too).
+- design_architecture: the provably best conv stack for a parameter budget and a target receptive field.
+- effective_receptive_field: how much of its receptive field a pixel really uses (Luo et al. 2016).
+- conv2d / conv2d_backward: run a small convolution (or its gradients) in NumPy, e.g. with kernel sobel_x.
+- get_guide: the method texts behind the prompts, for clients that only call tools.
 Errors name the layer, the field, the rule and the numbers: fix the argument and call again."""
+
 
 def build_server() -> MCPServer:
     """The MCP server with every tool, prompt and resource registered."""
