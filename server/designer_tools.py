@@ -116,7 +116,7 @@ def register(server: MCPServer) -> None:
                 f"ask for at most {LIMITS.max_design_time_s:g} s, or {Limits.how_to_raise('max_design_time_s')}"
             )
         stop = threading.Event()
-        seen: dict = {"done": 0, "message": "starting the search"}
+        seen: dict = {"done": 0, "sent": 0, "message": "starting the search"}  # sent: the last progress reported
 
         def progress(done: int, total: int | None, message: str) -> None:
             seen.update(done=done, message=message)
@@ -140,12 +140,11 @@ def register(server: MCPServer) -> None:
             async with anyio.create_task_group() as tg:
 
                 async def report() -> None:
-                    last = 0
                     while True:
                         await anyio.sleep(PROGRESS_EVERY_S)
-                        if seen["done"] != last:
-                            last = seen["done"]
-                            await ctx.report_progress(last, None, seen["message"])
+                        if seen["done"] > seen["sent"]:
+                            seen["sent"] = seen["done"]
+                            await ctx.report_progress(seen["sent"], None, seen["message"])
 
                 tg.start_soon(report)
                 outcome = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
@@ -165,7 +164,8 @@ def register(server: MCPServer) -> None:
             report_.notes.append(
                 f"the search hit max_design_states={LIMITS.max_design_states:,}; {Limits.how_to_raise('max_design_states')}"
             )
-        await ctx.report_progress(
-            report_.explored, report_.explored, f"done: {len(report_.designs)} designs, optimal={report_.optimal}"
-        )
+        if report_.explored > seen["sent"]:  # progress must increase: a search that ended on a report has said it
+            await ctx.report_progress(
+                report_.explored, report_.explored, f"done: {len(report_.designs)} designs, optimal={report_.optimal}"
+            )
         return structured(report_, _table(report_))
