@@ -302,6 +302,7 @@ def memory(done: Any, dtype: Any = None, batch_size: Any = None, mode: Any = Non
                 top -= 1
                 own = rec.mem = top  # a new tensor in training, the input itself in eval mode
                 alloc[top] = e
+                last[top] = t  # read here until a later step reads it (its number is no step)
                 merged.append((top, src))
             else:
                 aliased += e

@@ -197,6 +197,10 @@ GRAPHS = {
         {"name": "q", "inputs": ["p"], "type": "upsample", "scale_factor": 2},
         {"name": "s", "inputs": ["q", "r"], "type": "add"},
         {"name": "b", "inputs": ["s"], "type": "residual", "body": [{"type": "conv2d", "out_channels": 4, "kernel_size": 1}]}]),
+    "a dropout nobody reads": ([1, 4, 16], [
+        {"name": "c", "inputs": ["input"], "type": "conv1d", "out_channels": 2, "kernel_size": 3, "padding": 1},
+        {"name": "d", "inputs": ["c"], "type": "Dropout1d"},
+        {"name": "out", "inputs": ["c"], "type": "conv1d", "out_channels": 2, "kernel_size": 1}]),
 }
 
 
