@@ -8,6 +8,7 @@ from mcp import Client
 from server.app import build_server
 from server.limits import LIMITS
 from skills import zoo
+from skills.walk import parameter_count, receptive_field, report_json, shape_calculator
 
 pytestmark = pytest.mark.anyio
 
@@ -141,3 +142,29 @@ async def test_detail_sets_how_much_structured_content_a_walk_sends(mode):
     assert {"index", "type", "input_shape", "output_shape", "params", "macs", "receptive_field", "effective_stride"} <= set(d["layers"][4])
     assert summary.structured_content["layers"] == [] and params.structured_content["total_params"] == 25_557_032
     assert default.content[0].text == full.content[0].text == summary.content[0].text
+
+
+REPORT_CASES = {
+    "2-D stack": lambda: shape_calculator([3, 224, 224], zoo.vgg16()),
+    "2-D stack with memory": lambda: shape_calculator([3, 224, 224], zoo.resnet50(), memory=True),
+    "graph": lambda: shape_calculator([1, 8, 32], graph=[
+        {"name": "a", "inputs": ["input"], "type": "conv1d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+        {"name": "b", "inputs": ["a", "input"], "type": "concat"}]),
+    "receptive field": lambda: receptive_field([3, 224, 224], zoo.vgg16()[:10], output_position=[5, 5]),
+    "parameter count": lambda: parameter_count(zoo.mobilenet_v2(), input_shape=[3, 224, 224]),
+}
+
+
+@pytest.mark.parametrize("case", REPORT_CASES)
+def test_the_structured_answer_is_the_reports_model_dump_less_the_absent_keys(case):
+    """report_json is the server's shortcut for model_dump: the same values, with a row's name, op_type and note and
+    the report's completeness left out when None, and it parses back to the same report."""
+    report = REPORT_CASES[case]()
+    fast = report_json(report)
+    full = report.model_dump(mode="json")
+    for key in ("layers", "block_layers"):
+        full[key] = [{k: v for k, v in row.items() if not (k in ("name", "op_type", "note") and v is None)} for row in full[key]]
+    if full.get("completeness") is None:
+        full.pop("completeness", None)
+    assert json.loads(json.dumps(fast)) == full
+    assert type(report).model_validate(json.loads(json.dumps(fast))) == report
