@@ -77,20 +77,26 @@ def against_previous(repeats: int, rev: str) -> list[list[str]]:
     }
     rows = []
     for name, (shape, layers) in nets.items():
-        new, old = [], []
-        assert shape_calculator(shape, layers).total_params == before.shape_calculator(shape, layers).total_params
+        calls = {
+            "previous": lambda shape=shape, layers=layers: before.shape_calculator(shape, layers),
+            "walk": lambda shape=shape, layers=layers: shape_calculator(shape, layers, memory=False),  # the same answer the previous engine gave
+            "walk + memory": lambda shape=shape, layers=layers: shape_calculator(shape, layers),  # the default: the memory block added (issue 13)
+        }
+        assert calls["walk"]().total_params == calls["previous"]().total_params
+        samples: dict[str, list[float]] = {k: [] for k in calls}
         for _ in range(5):
-            shape_calculator(shape, layers)
-            before.shape_calculator(shape, layers)
+            for call in calls.values():
+                call()
         for _ in range(repeats * 5):
-            start = time.perf_counter()
-            shape_calculator(shape, layers)
-            mid = time.perf_counter()
-            before.shape_calculator(shape, layers)
-            old.append(time.perf_counter() - mid)
-            new.append(mid - start)
-        n, o = statistics.median(new), statistics.median(old)
-        rows.append([name, f"{o * 1e3:.3f}", f"{n * 1e3:.3f}", f"{n / o:.2f}", f"{min(new) / min(old):.2f}"])
+            for k, call in calls.items():
+                start = time.perf_counter()
+                call()
+                samples[k].append(time.perf_counter() - start)
+        med = {k: statistics.median(v) for k, v in samples.items()}
+        low = {k: min(v) for k, v in samples.items()}
+        o = med["previous"]
+        rows.append([name, f"{o * 1e3:.3f}", f"{med['walk'] * 1e3:.3f}", f"{med['walk'] / o:.2f}",
+                     f"{low['walk'] / low['previous']:.2f}", f"{med['walk + memory'] * 1e3:.3f}", f"{med['walk + memory'] / o:.2f}"])
     return rows
 
 
@@ -211,14 +217,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="in-process repetitions per depth (median reported)")
     parser.add_argument("--calls", type=int, default=300, help="stdio calls per tool (alternating)")
     parser.add_argument("--baseline", default=BASELINE, help=f"git revision of the previous engine (default {BASELINE})")
+    parser.add_argument("--parts", default="previous,graphs,depth,stdio", help="which parts to run (comma-separated)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
+    if "previous" in parts:
+        previous_part(args)
+    if "graphs" in parts:
+        graphs_part(args)
+    if "depth" in parts:
+        depth_part(args)
+    if "stdio" in parts:
+        stdio_part(args)
+
+
+def previous_part(args) -> None:
     rows = against_previous(args.repeats, args.baseline)
     print(f"shape_calculator, this engine against the previous one ({args.baseline}), interleaved, median ms (and min ratio)")
-    print(table(["network", "previous ms", "this ms", "ratio", "min ratio"], rows))
-    print("target: ratio <= 1.0 (no slower than before)")
+    print(table(["network", "previous ms", "walk ms", "ratio", "min ratio", "walk + memory block ms", "ratio"], rows))
+    print("target: walk ratio <= 1.0 (no slower than before); the default answer adds the memory block (memory=False leaves it out)")
     print()
 
+
+def graphs_part(args) -> None:
     rows = graphs(args.repeats)
     print("Graph specs (conv3x3 -> relu -> add skip, repeated) on [8, 64, 64], shape_calculator, median ms")
     print(table(["nodes", "ms", "(min)", "us/node"], rows))
@@ -227,13 +248,18 @@ def main() -> None:
           f"10,000 nodes: {rows[1][1]} ms (target < 200 ms)")
     print()
 
+
+def depth_part(args) -> None:
     rows = in_process(args.repeats)
     print("In-process walk of a conv3x3/ReLU stack on [16, 64, 64] (median ms; JSON dicts in, validated, report out)")
     print(table(["layers", "shape_calculator ms", "(min)", "us/layer", "receptive_field ms", "parameter_count ms"], rows))
     per_layer = [float(r[3]) for r in rows]
     print(f"cost per layer 100 -> 10,000 layers: {per_layer[0]:.1f} -> {per_layer[-1]:.1f} us "
           f"(x{per_layer[-1] / per_layer[0]:.2f}; 1.0 = linear); 1,000 layers: {rows[1][1]} ms (target < 20 ms)")
+    print()
 
+
+def stdio_part(args) -> None:
     conv = ("conv_output_size", CONV_ARGS)
     targets = {
         "conv_output_size (one conv)": conv,
