@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from skills import zoo  # noqa: E402
+from skills.reports import ABSENT_WHEN_NONE  # noqa: E402
 from skills.walk import ShapeReport, parameter_count, receptive_field, report_json, shape_calculator  # noqa: E402
 
 SERVER = StdioServerParameters(command=sys.executable, args=["-m", "server"], cwd=str(ROOT))
@@ -127,14 +128,11 @@ def graphs(repeats: int) -> list[list[str]]:
     return rows
 
 
-ABSENT_ROW_KEYS = ("name", "op_type", "note")  # what report_json leaves out of a row when it is None
-
-
 def dumped(report: Any) -> dict:
     """report.model_dump(mode="json") less the keys report_json leaves out when they are None."""
     out = report.model_dump(mode="json")
     for key in ("layers", "block_layers"):
-        out[key] = [{k: v for k, v in row.items() if not (k in ABSENT_ROW_KEYS and v is None)} for row in out[key]]
+        out[key] = [{k: v for k, v in row.items() if not (k in ABSENT_WHEN_NONE and v is None)} for row in out[key]]
     if out.get("completeness") is None:
         out.pop("completeness", None)
     return out

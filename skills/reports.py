@@ -327,6 +327,9 @@ def param_rows(records: list[Rec]) -> list[ParamRow]:
     ]
 
 
+ABSENT_WHEN_NONE = ("name", "op_type", "note")  # row keys report_json leaves out when None (_row, unrolled)
+
+
 def _row(row: BaseModel) -> dict:
     d = dict(row.__dict__)
     if d.get("name", 0) is None:  # only graph rows carry a name

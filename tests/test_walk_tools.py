@@ -8,6 +8,7 @@ from mcp import Client
 from server.app import build_server
 from server.limits import LIMITS
 from skills import zoo
+from skills.reports import ABSENT_WHEN_NONE
 from skills.walk import parameter_count, receptive_field, report_json, shape_calculator
 
 pytestmark = pytest.mark.anyio
@@ -145,8 +146,8 @@ async def test_detail_sets_how_much_structured_content_a_walk_sends(mode):
 
 
 REPORT_CASES = {
-    "2-D stack": lambda: shape_calculator([3, 224, 224], zoo.vgg16()),
-    "2-D stack with memory": lambda: shape_calculator([3, 224, 224], zoo.resnet50(), memory=True),
+    "2-D stack without memory": lambda: shape_calculator([3, 224, 224], zoo.vgg16(), memory=False),
+    "2-D stack with memory": lambda: shape_calculator([3, 224, 224], zoo.resnet50()),
     "graph": lambda: shape_calculator([1, 8, 32], graph=[
         {"name": "a", "inputs": ["input"], "type": "conv1d", "out_channels": 4, "kernel_size": 3, "padding": 1},
         {"name": "b", "inputs": ["a", "input"], "type": "concat"}]),
@@ -163,7 +164,7 @@ def test_the_structured_answer_is_the_reports_model_dump_less_the_absent_keys(ca
     fast = report_json(report)
     full = report.model_dump(mode="json")
     for key in ("layers", "block_layers"):
-        full[key] = [{k: v for k, v in row.items() if not (k in ("name", "op_type", "note") and v is None)} for row in full[key]]
+        full[key] = [{k: v for k, v in row.items() if not (k in ABSENT_WHEN_NONE and v is None)} for row in full[key]]
     if full.get("completeness") is None:
         full.pop("completeness", None)
     assert json.loads(json.dumps(fast)) == full
